@@ -1,0 +1,19 @@
+# Every outside library comes from Debian 12 (deploy/install-deps.sh installs them).
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS headers)
+find_package(PkgConfig REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt REQUIRED)
+find_package(nlohmann_json REQUIRED)
+
+# toml++ is used header-only (one translation unit includes it), so no library is linked and
+# its exception setting follows ours.
+pkg_check_modules(TOMLPP REQUIRED tomlplusplus)
+
+if(NOT GATE46_FUZZ)
+  find_package(CLI11 REQUIRED)
+  find_package(GTest REQUIRED)
+  if(GATE46_BENCHMARKS)
+    find_package(benchmark REQUIRED)
+  endif()
+endif()

@@ -1,0 +1,73 @@
+// The contract every part of gate46d implements (dns, socks, relay, firewall, later icmp), and
+// the registry the daemon builds them from.
+//
+// Life of a component, all calls made on the daemon's control thread:
+//   factory(context)  -> constructed, nothing opened yet
+//   start()           -> listeners, rules and sessions running on the worker contexts;
+//                        throws if it cannot (the daemon then stops what already started)
+//   reconfigure(cfg)  -> zero or more times, on SIGHUP, with a whole new validated snapshot;
+//                        applies the live keys and leaves the others as they were
+//   stop(deadline)    -> stops accepting new work, lets existing work finish until deadline,
+//                        then closes what remains; completes when nothing of it still runs
+//   counters()        -> any time after construction; a consistent-enough snapshot
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "gate46/common/config.hpp"
+#include "gate46/common/worker_pool.hpp"
+
+namespace gate46 {
+
+struct counter {
+  std::string name;  // snake_case, unique within the component ("queries_refused")
+  std::uint64_t value = 0;
+  friend bool operator==(const counter&, const counter&) = default;
+};
+
+class component {
+ public:
+  component() = default;
+  component(const component&) = delete;
+  component& operator=(const component&) = delete;
+  virtual ~component() = default;
+
+  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
+  virtual void start() = 0;
+  virtual void reconfigure(const config& cfg) = 0;
+  virtual boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline) = 0;
+  // Thread-safe.
+  [[nodiscard]] virtual std::vector<counter> counters() const = 0;
+};
+
+// What a factory gets. The references outlive the component.
+struct component_context {
+  const config& initial_config;
+  worker_pool& workers;
+  boost::asio::any_io_executor control;  // the daemon's control thread
+};
+
+class component_registry {
+ public:
+  using factory = std::function<std::unique_ptr<component>(const component_context&)>;
+
+  // Precondition: name is one of known_components() and not added yet.
+  void add(std::string_view name, factory make);
+  // nullptr when this build has no such component.
+  [[nodiscard]] const factory* find(std::string_view name) const;
+
+ private:
+  std::map<std::string, factory, std::less<>> factories_;
+};
+
+}  // namespace gate46

@@ -1,0 +1,46 @@
+// gate46d: parses argv, loads the configuration, runs the daemon. Everything else lives in
+// the component libraries.
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "gate46/common/config.hpp"
+#include "gate46/gateway/daemon.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gate46d: the RFC 3089 IPv6/IPv4 gateway daemon (DNS proxy, capture, relay, SOCKS5)"};
+  app.set_version_flag("--version", std::string{"gate46d "} + GATE46_VERSION);
+  std::string config_path = "/etc/gate46/gate46.toml";
+  std::string components;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  app.add_option("--components", components,
+                 "comma-separated components to run instead of daemon.components "
+                 "(dns, socks, relay, firewall)");
+  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  gate46::gateway::daemon_options options{config_path, std::nullopt};
+  try {
+    if (!components.empty()) {
+      options.components = gate46::gateway::parse_component_list(components);
+    }
+    if (check_only) {
+      (void)gate46::load_config(options.config_path);
+      std::printf("%s: configuration is valid\n", config_path.c_str());
+      return 0;
+    }
+    // Each component's issue registers its factory here.
+    const gate46::component_registry registry;
+    gate46::gateway::daemon daemon{std::move(options), registry};
+    return daemon.run();
+  } catch (const gate46::config_error& e) {
+    std::fprintf(stderr, "gate46d: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gate46d: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,72 @@
+// gate46d's life: load the config, start the enabled components on the worker threads, follow
+// SIGHUP (reload) and SIGTERM/SIGINT (drain and stop) until told to stop.
+//
+// Thread-safety: run() is called once, from the thread that then becomes the control thread.
+// request_reload() and request_stop() may be called from any thread (signals use them too).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "gate46/common/component.hpp"
+#include "gate46/common/config.hpp"
+
+namespace gate46::gateway {
+
+struct daemon_options {
+  std::filesystem::path config_path;
+  // --components: replaces daemon.components when set.
+  std::optional<std::vector<std::string>> components;
+};
+
+class daemon {
+ public:
+  // Loads and validates the configuration; throws config_error.
+  daemon(daemon_options options, const component_registry& registry);
+  daemon(const daemon&) = delete;
+  daemon& operator=(const daemon&) = delete;
+  ~daemon();
+
+  // Runs until stopped. Returns the process exit status: 0 after a clean stop, 1 when a
+  // component failed to start.
+  int run();
+
+  void request_reload();
+  void request_stop();
+
+  // The running configuration snapshot.
+  [[nodiscard]] std::shared_ptr<const config> current_config() const;
+
+  // The daemon's own counters (reloads applied and rejected). Thread-safe.
+  [[nodiscard]] std::vector<counter> counters() const;
+
+ private:
+  // Starts each configured component in order; false (logged) when one fails.
+  bool start_components();
+  void reload();
+  boost::asio::awaitable<void> stop_components();
+
+  daemon_options options_;
+  const component_registry& registry_;
+  std::shared_ptr<const config> config_;
+  boost::asio::io_context control_{1};
+  std::unique_ptr<worker_pool> workers_;
+  std::vector<std::unique_ptr<component>> components_;  // in start order
+  bool stopping_ = false;                               // control thread only
+  int exit_status_ = 0;
+  std::atomic<std::uint64_t> reloads_applied_{0};
+  std::atomic<std::uint64_t> reloads_rejected_{0};
+};
+
+// Splits "dns,socks" into names, checking each against known_components(); throws
+// std::invalid_argument naming the bad entry.
+std::vector<std::string> parse_component_list(std::string_view text);
+
+}  // namespace gate46::gateway

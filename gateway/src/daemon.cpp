@@ -1,0 +1,227 @@
+#include "gate46/gateway/daemon.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <exception>
+#include <stdexcept>
+
+#include <fmt/ranges.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "gate46/common/log.hpp"
+
+namespace gate46::gateway {
+namespace asio = boost::asio;
+
+std::vector<std::string> parse_component_list(std::string_view text) {
+  std::vector<std::string> names;
+  const auto& known = known_components();
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = std::min(text.find(',', start), text.size());
+    const auto name = text.substr(start, comma - start);
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      throw std::invalid_argument{"unknown component \"" + std::string{name} +
+                                  "\" (known: " + fmt::format("{}", fmt::join(known, ", ")) + ")"};
+    }
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      throw std::invalid_argument{"component \"" + std::string{name} + "\" is listed twice"};
+    }
+    names.emplace_back(name);
+    start = comma + 1;
+  }
+  return names;
+}
+
+namespace {
+
+std::shared_ptr<const config> load(const daemon_options& options) {
+  auto cfg = load_config(options.config_path);
+  if (options.components) {
+    cfg.daemon.components = *options.components;
+  }
+  return std::make_shared<const config>(std::move(cfg));
+}
+
+}  // namespace
+
+daemon::daemon(daemon_options options, const component_registry& registry)
+    : options_{std::move(options)}, registry_{registry}, config_{load(options_)} {}
+
+daemon::~daemon() = default;
+
+std::shared_ptr<const config> daemon::current_config() const {
+  // Written only on the control thread; readers on other threads go through the control
+  // thread or hold their own copy from reconfigure().
+  return std::atomic_load(&config_);
+}
+
+int daemon::run() {
+  const auto log = logger("daemon");
+  configure_logging(config_->log);
+  log->info("gate46d {} starting: config {}, {} worker threads", GATE46_VERSION, options_.config_path.string(),
+            config_->daemon.threads);
+
+  workers_ = std::make_unique<worker_pool>(config_->daemon.threads);
+  workers_->start();
+
+  asio::signal_set signals{control_, SIGTERM, SIGINT, SIGHUP};
+  // Each delivery re-arms; SIGHUP reloads, the first SIGTERM/SIGINT drains, a second one
+  // during the drain is logged and otherwise waits for the drain deadline.
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
+                                                                             int signal) {
+    if (ec) {
+      return;
+    }
+    if (signal == SIGHUP) {
+      log->info("SIGHUP: reloading {}", options_.config_path.string());
+      reload();
+    } else {
+      log->info("{}: stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      request_stop();
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  if (start_components()) {
+    std::vector<std::string_view> running;
+    std::vector<std::string_view> skipped;
+    for (const auto& name : config_->daemon.components) {
+      const bool started =
+          std::any_of(components_.begin(), components_.end(), [&](const auto& c) { return c->name() == name; });
+      (started ? running : skipped).push_back(name);
+    }
+    if (skipped.empty()) {
+      log->info("gate46d running: components [{}]", fmt::join(running, ", "));
+    } else {
+      log->info("gate46d running: components [{}] (not in this build: {})", fmt::join(running, ", "),
+                fmt::join(skipped, ", "));
+    }
+  } else {
+    exit_status_ = 1;
+    request_stop();
+  }
+
+  control_.run();
+
+  workers_->stop();
+  const auto log_counters = [&](std::string_view owner, const std::vector<counter>& list) {
+    std::string line;
+    for (const auto& [name, value] : list) {
+      line += fmt::format("{}{}={}", line.empty() ? "" : " ", name, value);
+    }
+    log->info("{} counters: {}", owner, line.empty() ? "(none)" : line);
+  };
+  log_counters("daemon", counters());
+  for (const auto& c : components_) {
+    log_counters(fmt::format("component {}", c->name()), c->counters());
+  }
+  components_.clear();
+  log->info("gate46d stopped");
+  return exit_status_;
+}
+
+bool daemon::start_components() {
+  const auto log = logger("daemon");
+  const component_context context{*config_, *workers_, control_.get_executor()};
+  for (const auto& name : config_->daemon.components) {
+    const auto* make = registry_.find(name);
+    if (make == nullptr) {
+      log->warn("component {}: not part of this build, skipped", name);
+      continue;
+    }
+    try {
+      auto c = (*make)(context);
+      c->start();
+      log->info("component {}: started", name);
+      components_.push_back(std::move(c));
+    } catch (const std::exception& e) {
+      log->critical("component {}: cannot start: {}", name, e.what());
+      return false;
+    }
+  }
+  return true;
+}
+
+void daemon::reload() {
+  const auto log = logger("daemon");
+  std::shared_ptr<const config> loaded;
+  try {
+    loaded = load(options_);
+  } catch (const config_error& e) {
+    log->error("reload rejected, keeping the running configuration: {}", e.what());
+    ++reloads_rejected_;
+    return;
+  }
+  const auto changed = changed_keys(*config_, *loaded);
+  if (changed.empty()) {
+    log->info("reload: no key changed");
+    ++reloads_applied_;
+    return;
+  }
+  const auto restart = keys_needing_restart(*config_, *loaded);
+  log->info("reload: changed keys [{}]", fmt::join(changed, ", "));
+  if (!restart.empty()) {
+    log->warn("reload: these changes take effect only after a restart: [{}]", fmt::join(restart, ", "));
+  }
+  configure_logging(loaded->log);
+  std::atomic_store(&config_, loaded);
+  for (const auto& c : components_) {
+    try {
+      c->reconfigure(*loaded);
+    } catch (const std::exception& e) {
+      log->error("component {}: reconfigure failed, it keeps its previous settings: {}", c->name(), e.what());
+    }
+  }
+  ++reloads_applied_;
+  log->info("reload: applied");
+}
+
+std::vector<counter> daemon::counters() const {
+  return {{"reloads_applied", reloads_applied_.load()}, {"reloads_rejected", reloads_rejected_.load()}};
+}
+
+void daemon::request_reload() {
+  asio::post(control_, [this] { reload(); });
+}
+
+void daemon::request_stop() {
+  asio::post(control_, [this] {
+    if (stopping_) {
+      logger("daemon")->info("already stopping; waiting for the drain deadline");
+      return;
+    }
+    stopping_ = true;
+    asio::co_spawn(control_, stop_components(), [this](const std::exception_ptr& error) {
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          logger("daemon")->error("stop: {}", e.what());
+        }
+      }
+      control_.stop();
+    });
+  });
+}
+
+asio::awaitable<void> daemon::stop_components() {
+  const auto deadline = std::chrono::steady_clock::now() + config_->gateway.drain_timeout;
+  logger("daemon")->info("draining for up to {} s", config_->gateway.drain_timeout.count());
+  // Reverse start order: the relay stops before the firewall removes the capture rules.
+  for (auto it = components_.rbegin(); it != components_.rend(); ++it) {
+    try {
+      co_await (*it)->stop(deadline);
+      logger("daemon")->info("component {}: stopped", (*it)->name());
+    } catch (const std::exception& e) {
+      logger("daemon")->error("component {}: stop failed: {}", (*it)->name(), e.what());
+    }
+  }
+}
+
+}  // namespace gate46::gateway
