@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -536,7 +536,7 @@ void read_gateway(table_reader reader, gateway_config& out) {
   });
   read(reader, "happy_eyeballs_delay_ms", out.happy_eyeballs_delay, duration_in<milliseconds>(10, 10'000));
   read(reader, "connect_timeout", out.connect_timeout, duration_in<seconds>(1, 600));
-  read(reader, "tcp_idle_timeout", out.tcp_idle_timeout, duration_in<seconds>(1, 7 * 86400));
+  read(reader, "tcp_idle_timeout", out.tcp_idle_timeout, duration_in<seconds>(1, 7LL * 86400));
   read(reader, "udp_idle_timeout", out.udp_idle_timeout, duration_in<seconds>(1, 86400));
   read(reader, "udp_dns_idle_timeout", out.udp_dns_idle_timeout, duration_in<seconds>(1, 3600));
   read(reader, "max_flows", out.max_flows, [](const value_site& s) {
@@ -661,8 +661,9 @@ void require_ascii(const config_reader_context& ctx, std::string_view text) {
     if (static_cast<unsigned char>(c) >= 0x80) {
       toml::source_region where;
       where.begin = {line, column};
-      ctx.fail(where, "", "non-ASCII byte; gate46 configuration files are ASCII (write other characters as \\uXXXX "
-                          "escapes inside strings)");
+      ctx.fail(where, "",
+               "non-ASCII byte; gate46 configuration files are ASCII (write other characters as \\uXXXX "
+               "escapes inside strings)");
     }
     if (c == '\n') {
       ++line;
@@ -705,7 +706,7 @@ config parse_config(std::string_view text, std::string_view source_name) {
 config load_config(const std::filesystem::path& path) {
   std::ifstream in{path, std::ios::binary};
   if (!in) {
-    throw config_error{path.string(), 0, 0, "", "cannot read the file: " + std::string{std::strerror(errno)}};
+    throw config_error{path.string(), 0, 0, "", "cannot read the file: " + std::generic_category().message(errno)};
   }
   std::ostringstream text;
   text << in.rdbuf();
