@@ -50,7 +50,10 @@ std::shared_ptr<const config> load(const daemon_options& options) {
 }  // namespace
 
 daemon::daemon(daemon_options options, const component_registry& registry)
-    : options_{std::move(options)}, registry_{registry}, config_{load(options_)} {}
+    : options_{std::move(options)},
+      registry_{registry},
+      signals_{control_, SIGTERM, SIGINT, SIGHUP},
+      config_{load(options_)} {}
 
 daemon::~daemon() = default;
 
@@ -69,7 +72,6 @@ int daemon::run() {
   workers_ = std::make_unique<worker_pool>(config_->daemon.threads);
   workers_->start();
 
-  asio::signal_set signals{control_, SIGTERM, SIGINT, SIGHUP};
   // Each delivery re-arms; SIGHUP reloads, the first SIGTERM/SIGINT drains, a second one
   // during the drain is logged and otherwise waits for the drain deadline.
   std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
@@ -84,9 +86,9 @@ int daemon::run() {
       log->info("{}: stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
       request_stop();
     }
-    signals.async_wait(on_signal);
+    signals_.async_wait(on_signal);
   };
-  signals.async_wait(on_signal);
+  signals_.async_wait(on_signal);
 
   if (start_components()) {
     std::vector<std::string_view> running;
@@ -169,7 +171,6 @@ void daemon::reload() {
   if (!restart.empty()) {
     log->warn("reload: these changes take effect only after a restart: [{}]", fmt::join(restart, ", "));
   }
-  configure_logging(loaded->log);
   std::atomic_store(&config_, loaded);
   for (const auto& c : components_) {
     try {
@@ -180,6 +181,8 @@ void daemon::reload() {
   }
   ++reloads_applied_;
   log->info("reload: applied");
+  // Last, so the lines above reach the log even when the new level hides info.
+  configure_logging(loaded->log);
 }
 
 std::vector<counter> daemon::counters() const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 
 #include "gate46/common/component.hpp"
 #include "gate46/common/config.hpp"
@@ -55,8 +56,11 @@ class daemon {
 
   daemon_options options_;
   const component_registry& registry_;
-  std::shared_ptr<const config> config_;
   boost::asio::io_context control_{1};
+  // Installed before the configuration is read, so a SIGHUP or SIGTERM that arrives while the
+  // daemon is still starting is queued and handled, never the default action (termination).
+  boost::asio::signal_set signals_;
+  std::shared_ptr<const config> config_;
   std::unique_ptr<worker_pool> workers_;
   std::vector<std::unique_ptr<component>> components_;  // in start order
   bool stopping_ = false;                               // control thread only

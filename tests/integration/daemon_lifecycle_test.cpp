@@ -1,0 +1,269 @@
+// gate46d's life as an operator sees it, in a gateway namespace with a LAN link to a client
+// namespace: start, SIGHUP with a changed, an unchanged, a restart-only and a broken file,
+// SIGTERM and SIGINT, and the --components override. Everything is observed through the
+// daemon's stderr log and its exit status.
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <csignal>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "gate46/testing/netns.hpp"
+#include "gate46/testing/privileges.hpp"
+#include "gate46/testing/process.hpp"
+#include "gate46/testing/temp_dir.hpp"
+
+namespace {
+
+using namespace gate46::testing;
+
+// Generous for a start or a reload (it takes milliseconds), still far below the ctest timeout.
+constexpr auto log_timeout = 10s;
+// With no component running the drain is immediate; drain_timeout (10 s) bounds it otherwise.
+constexpr auto exit_timeout = 15s;
+
+struct settings {
+  std::string log_level = "info";
+  unsigned threads = 2;
+  std::string dns_mode = "translate";
+};
+
+class daemon_lifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GATE46_SKIP_UNLESS_ROOT();
+    ensure_gate46_group();
+    gw_.emplace("gw");
+    client_.emplace("client");
+    connect_veth(*gw_, {"lan0", {"192.0.2.1/24", "2001:db8:1::1/64"}},  //
+                 *client_, {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64"}});
+    write_config({});
+  }
+
+  [[nodiscard]] std::string config_text(const settings& s) const {
+    return "[daemon]\n"
+           "threads = " +
+           std::to_string(s.threads) +
+           "\n"
+           "\n"
+           "[lan]\n"
+           "interfaces = [\"lan0\"]\n"
+           "networks = [\"192.0.2.0/24\", \"2001:db8:1::/64\"]\n"
+           "\n"
+           "[dns]\n"
+           "upstreams = [\"192.0.2.53\"]\n"
+           "mode = \"" +
+           s.dns_mode +
+           "\"\n"
+           "\n"
+           "[store]\n"
+           "path = \"" +
+           (dir_ / "mappings.mdb").string() +
+           "\"\n"
+           "\n"
+           "[pools]\n"
+           "key_file = \"" +
+           (dir_ / "pool.key").string() +
+           "\"\n"
+           "\n"
+           "[control]\n"
+           "socket = \"" +
+           (dir_ / "control.sock").string() +
+           "\"\n"
+           "\n"
+           "[log]\n"
+           "level = \"" +
+           s.log_level + "\"\n";
+  }
+
+  void write_config(const settings& s) { config_path_ = dir_.write_file("gate46.toml", config_text(s)); }
+
+  process& start(const std::vector<std::string>& extra_args = {}) {
+    std::vector<std::string> argv{GATE46D_PATH, "--config", config_path_.string()};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    return daemon_.emplace(gw_->command(argv));
+  }
+
+  // Starts with the configured components and waits until it says it runs.
+  process& start_running() {
+    auto& d = start();
+    EXPECT_TRUE(d.wait_for_log("gate46d running: components [", log_timeout));
+    expect_running_line({"dns", "socks", "relay", "firewall"});
+    return d;
+  }
+
+  // Each of `configured` either started or is not in this build yet (each component's issue
+  // adds it), and the running line lists them accordingly, in order:
+  //   gate46d running: components [dns, socks, relay, firewall]
+  //   gate46d running: components [dns] (not in this build: socks, relay, firewall)
+  void expect_running_line(const std::vector<std::string>& configured) {
+    const auto log = daemon_->log_text();
+    std::string started;
+    std::string skipped;
+    for (const auto& name : configured) {
+      const bool is_started = log.find("component " + name + ": started\n") != std::string::npos;
+      const bool is_skipped =
+          log.find("component " + name + ": not part of this build, skipped\n") != std::string::npos;
+      EXPECT_NE(is_started, is_skipped) << "component " << name << " must be started or skipped:\n" << log;
+      auto& list = is_started ? started : skipped;
+      list += (list.empty() ? "" : ", ") + name;
+    }
+    const auto line = "gate46d running: components [" + started + "]" +
+                      (skipped.empty() ? "" : " (not in this build: " + skipped + ")") + "\n";
+    EXPECT_NE(log.find(line), std::string::npos) << "expected: " << line << log;
+  }
+
+  // Sends SIGHUP and returns the log it produced, up to and including the line containing
+  // `last` (which must come within log_timeout).
+  std::string reload(std::string_view last) {
+    const auto mark = daemon_->log_mark();
+    EXPECT_TRUE(daemon_->signal(SIGHUP));
+    EXPECT_TRUE(daemon_->wait_for_log(last, log_timeout, mark)) << "no \"" << last << "\" after SIGHUP";
+    return daemon_->log_text(mark);
+  }
+
+  // Stops with `signo` and expects a clean stop: exit status 0 and the stop lines in order.
+  void expect_clean_stop(int signo, std::string_view signal_name) {
+    const auto mark = daemon_->log_mark();
+    ASSERT_TRUE(daemon_->signal(signo));
+    EXPECT_EQ(daemon_->wait_exit(exit_timeout), std::optional<int>{0});
+    const auto log = daemon_->log_text(mark);
+    const auto stopping = log.find(std::string{signal_name} + ": stopping");
+    const auto draining = log.find("draining for up to 10 s");
+    const auto stopped = log.find("gate46d stopped");
+    ASSERT_NE(stopping, std::string::npos) << log;
+    ASSERT_NE(draining, std::string::npos) << log;
+    ASSERT_NE(stopped, std::string::npos) << log;
+    EXPECT_LT(stopping, draining);
+    EXPECT_LT(draining, stopped);
+  }
+
+  temp_dir dir_{"gate46-lifecycle"};
+  std::optional<netns> gw_;
+  std::optional<netns> client_;
+  std::filesystem::path config_path_;
+  std::optional<process> daemon_;  // after the namespaces: stopped before they go
+};
+
+TEST_F(daemon_lifecycle, gate46_account_exists_after_setup) {
+  // The tests run on one thread: getgrnam/getpwnam's static buffers are safe here.
+  const group* g = ::getgrnam("gate46");  // NOLINT(concurrency-mt-unsafe)
+  ASSERT_NE(g, nullptr);
+  const gid_t gid = g->gr_gid;
+  const passwd* p = ::getpwnam("gate46");  // NOLINT(concurrency-mt-unsafe)
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->pw_gid, gid);
+  EXPECT_STREQ(p->pw_dir, "/var/lib/gate46");
+  EXPECT_STREQ(p->pw_shell, "/usr/sbin/nologin");
+  EXPECT_STREQ(p->pw_gecos, "gate46 IPv6/IPv4 gateway");
+  EXPECT_LT(p->pw_uid, 1000U) << "a system user";
+}
+
+TEST_F(daemon_lifecycle, gateway_namespace_has_its_link_and_its_own_resolver) {
+  const auto addresses = gw_->run_checked({"ip", "-o", "address", "show", "dev", "lan0"});
+  EXPECT_NE(addresses.find("inet 192.0.2.1/24"), std::string::npos) << addresses;
+  EXPECT_NE(addresses.find("inet6 2001:db8:1::1/64"), std::string::npos) << addresses;
+  EXPECT_EQ(addresses.find("tentative"), std::string::npos) << "no DAD expected: " << addresses;
+  const auto resolv = gw_->run_checked({"cat", "/etc/resolv.conf"});
+  EXPECT_EQ(resolv, read_file(gw_->resolv_conf_path()));
+  EXPECT_NE(resolv.find("nameserver 127.0.0.1\n"), std::string::npos) << resolv;
+}
+
+TEST_F(daemon_lifecycle, starts_in_the_namespace_and_stops_on_sigterm) {
+  auto& d = start_running();
+  const auto log = d.log_text();
+  EXPECT_NE(log.find("gate46d " GATE46_VERSION " starting: config " + config_path_.string() + ", 2 worker threads"),
+            std::string::npos)
+      << log;
+  // `ip netns exec` exec'd in place: the PID is gate46d's, and it lives in the gw namespace.
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(d.pid()) + "/exe"),
+            std::filesystem::path{GATE46D_PATH});
+  struct stat own {};
+  struct stat expected {};
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(d.pid()) + "/ns/net").c_str(), &own), 0);
+  ASSERT_EQ(::stat(("/run/netns/" + gw_->name()).c_str(), &expected), 0);
+  EXPECT_EQ(own.st_ino, expected.st_ino);
+
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, sigint_stops_cleanly) {
+  start_running();
+  expect_clean_stop(SIGINT, "SIGINT");
+}
+
+TEST_F(daemon_lifecycle, sighup_applies_a_changed_log_level) {
+  start_running();
+  write_config({.log_level = "debug"});
+  const auto log = reload("reload: applied");
+  EXPECT_NE(log.find("reload: changed keys [log.level]\n"), std::string::npos) << log;
+  EXPECT_EQ(log.find("take effect only after a restart"), std::string::npos) << log;
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, sighup_with_an_unchanged_file_changes_nothing) {
+  start_running();
+  const auto log = reload("reload: no key changed");
+  EXPECT_EQ(log.find("reload: applied"), std::string::npos) << log;
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, sighup_names_the_keys_that_need_a_restart) {
+  start_running();
+  write_config({.threads = 3});
+  const auto log = reload("reload: applied");
+  EXPECT_NE(log.find("reload: changed keys [daemon.threads]\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("reload: these changes take effect only after a restart: [daemon.threads]\n"), std::string::npos)
+      << log;
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, sighup_with_a_broken_file_keeps_the_running_configuration) {
+  auto& d = start_running();
+  write_config({.dns_mode = "bogus"});
+  const auto text = read_file(config_path_);
+  const auto line =
+      std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(text.find("mode = \"bogus\"")), '\n') + 1;
+  const auto rejection =
+      "reload rejected, keeping the running configuration: " + config_path_.string() + ':' + std::to_string(line) + ':';
+  auto log = reload(rejection);
+  EXPECT_NE(log.find("dns.mode: \"bogus\" is not one of: translate, all\n"), std::string::npos) << log;
+  EXPECT_EQ(log.find("reload: applied"), std::string::npos) << log;
+  EXPECT_TRUE(d.running());
+
+  // Still alive and still listening to SIGHUP: a good file is taken, compared with the
+  // configuration that kept running (log.level info -> debug; dns.mode unchanged).
+  write_config({.log_level = "debug"});
+  log = reload("reload: applied");
+  EXPECT_NE(log.find("reload: changed keys [log.level]\n"), std::string::npos) << log;
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, components_option_replaces_the_configured_list) {
+  auto& d = start({"--components", "dns"});
+  ASSERT_TRUE(d.wait_for_log("gate46d running: components [", log_timeout));
+  expect_running_line({"dns"});
+  const auto log = d.log_text();
+  for (const std::string name : {"socks", "relay", "firewall"}) {
+    EXPECT_EQ(log.find("component " + name), std::string::npos) << name << '\n' << log;
+  }
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, unknown_component_is_refused) {
+  auto& d = start({"--components", "bogus"});
+  const auto status = d.wait_exit(exit_timeout);
+  ASSERT_TRUE(status.has_value()) << "still running with --components bogus";
+  EXPECT_NE(*status, 0);
+  const auto log = d.log_text();
+  EXPECT_NE(log.find("unknown component \"bogus\""), std::string::npos) << log;
+  EXPECT_EQ(log.find("gate46d running"), std::string::npos) << log;
+}
+
+}  // namespace
