@@ -53,7 +53,8 @@ ip netns add "$ns"
 mkdir -p "/etc/netns/$ns"
 echo "nameserver 127.0.0.1" > "/etc/netns/$ns/resolv.conf"
 ip -n "$ns" link set lo up
-ip -n "$ns" link add lan0 type dummy
+ip -n "$ns" link add lan0 type veth peer name lan0-peer
+ip -n "$ns" link set lan0-peer up
 ip -n "$ns" addr add 192.0.2.1/24 dev lan0
 ip -n "$ns" addr add 2001:db8:1::1/64 dev lan0 nodad
 ip -n "$ns" link set lan0 up
