@@ -54,7 +54,9 @@ MDB_val to_val(std::string_view bytes) {
   return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};  // LMDB never writes through it
 }
 
-codec::byte_view view(const MDB_val& v) { return {static_cast<const std::uint8_t*>(v.mv_data), v.mv_size}; }
+codec::byte_view view(const MDB_val& v) {
+  return {static_cast<const std::uint8_t*>(v.mv_data), v.mv_size};
+}
 
 struct env_deleter {
   void operator()(MDB_env* env) const noexcept { mdb_env_close(env); }
@@ -292,6 +294,21 @@ class table {
   [[nodiscard]] MDB_txn* txn() const noexcept { return txn_; }
   [[nodiscard]] const databases& dbs() const noexcept { return db_; }
 
+  // Keeps `address` from every name until `until`. Indexed in the LRU table under that time,
+  // so recycling finds it once the quarantine has passed.
+  void quarantine(const ip_address& address, time_point until) {
+    put(db_.addrs, codec::encode_address_key(address),
+        codec::encode_address_value({codec::address_entry::kind::quarantined, until, std::nullopt}));
+    put(db_.lru, codec::encode_lru_key(address, until), {});
+  }
+
+  // Frees a quarantined address (`entry` is its current entry).
+  void end_quarantine(const ip_address& address, const codec::address_entry& entry) {
+    del(db_.addrs, codec::encode_address_key(address));
+    del(db_.lru, codec::encode_lru_key(address, entry.until));
+    add_counter(counter_key("used", address.family()), -1);
+  }
+
   static codec::byte_view bytes(const std::string& s) {
     return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
   }
@@ -302,8 +319,7 @@ class table {
       del(db_.lru, codec::encode_lru_key(address, m.last_used));
     }
     if (quarantine_until != time_point{}) {
-      put(db_.addrs, codec::encode_address_key(address),
-          codec::encode_address_value({codec::address_entry::kind::quarantined, quarantine_until, std::nullopt}));
+      quarantine(address, quarantine_until);
     } else {
       del(db_.addrs, codec::encode_address_key(address));
       add_counter(counter_key("used", address.family()), -1);
@@ -322,7 +338,8 @@ void for_each(MDB_txn* txn, MDB_dbi dbi, Fn&& fn) {
   const std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> cursor{raw, &mdb_cursor_close};
   MDB_val k{};
   MDB_val v{};
-  for (int rc = mdb_cursor_get(raw, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND; rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) {
+  for (int rc = mdb_cursor_get(raw, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
+       rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) {
     check(rc, "mdb_cursor_get");
     if (!fn(view(k), view(v))) {
       break;
@@ -332,7 +349,7 @@ void for_each(MDB_txn* txn, MDB_dbi dbi, Fn&& fn) {
 
 std::uint64_t saturate(pool_index v) {
   return v > std::numeric_limits<std::uint64_t>::max() ? std::numeric_limits<std::uint64_t>::max()
-                                                        : static_cast<std::uint64_t>(v);
+                                                       : static_cast<std::uint64_t>(v);
 }
 
 // ---- ownership ----------------------------------------------------------------------------
@@ -588,17 +605,17 @@ void lmdb_store::check_pools_at_open() {
     }
   }
   // Quarantined addresses outside the pools are simply forgotten.
-  std::vector<ip_address> stale;
-  for_each(txn.get(), db_.addrs, [&](codec::byte_view k, codec::byte_view) {
+  std::vector<std::pair<ip_address, codec::address_entry>> stale;
+  for_each(txn.get(), db_.addrs, [&](codec::byte_view k, codec::byte_view v) {
     const auto address = codec::decode_address_key(k);
-    if (address && !pool_v4_.contains(*address) && !pool_v6_.contains(*address)) {
-      stale.push_back(*address);
+    const auto entry = codec::decode_address_value(v);
+    if (address && entry && !pool_v4_.contains(*address) && !pool_v6_.contains(*address)) {
+      stale.emplace_back(*address, *entry);
     }
     return true;
   });
-  for (const auto& address : stale) {
-    t.del(db_.addrs, codec::encode_address_key(address));
-    t.add_counter(counter_key("used", address.family()), -1);
+  for (const auto& [address, entry] : stale) {
+    t.end_quarantine(address, entry);
   }
   t.put(db_.meta, meta_pools, pools);
   txn.commit();
@@ -679,8 +696,7 @@ ip_address lmdb_store::free_address(table& t, const dns_name& name, ip_family fa
         return address;
       }
       if (entry->state == codec::address_entry::kind::quarantined && entry->until <= now) {
-        t.del(t.dbs().addrs, codec::encode_address_key(address));
-        t.add_counter(counter_key("used", family), -1);
+        t.end_quarantine(address, *entry);
         return address;
       }
     }
@@ -704,6 +720,7 @@ std::optional<ip_address> lmdb_store::recycle(table& t, ip_family family, time_p
   // Bounded: a pool whose oldest thousands are all held or unexpired is, for this purpose, full.
   constexpr int max_candidates = 4096;
   std::optional<std::pair<mapping, ip_address>> victim;
+  std::optional<std::pair<ip_address, codec::address_entry>> quarantine_over;
   int rc = mdb_cursor_get(raw, &k, &v, MDB_SET_RANGE);
   for (int seen = 0; rc == MDB_SUCCESS && seen < max_candidates; ++seen, rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) {
     const auto key = codec::decode_lru_key(view(k));
@@ -711,6 +728,15 @@ std::optional<ip_address> lmdb_store::recycle(table& t, ip_family family, time_p
       throw store_failure{store_errc::corrupt};
     }
     if (key->address.family() != family || key->last_used > now) {
+      break;
+    }
+    const auto entry = t.find_address(key->address);
+    if (!entry) {
+      throw store_failure{store_errc::corrupt};
+    }
+    if (entry->state == codec::address_entry::kind::quarantined) {
+      // Its key time is the end of the quarantine, which has passed: free, no one loses it.
+      quarantine_over.emplace(key->address, *entry);
       break;
     }
     auto m = t.find_by_address(key->address);
@@ -726,6 +752,10 @@ std::optional<ip_address> lmdb_store::recycle(table& t, ip_family family, time_p
     check(rc, "mdb_cursor_get(lru)");
   }
   cursor.reset();
+  if (quarantine_over) {
+    t.end_quarantine(quarantine_over->first, quarantine_over->second);
+    return quarantine_over->first;
+  }
   if (!victim) {
     return std::nullopt;
   }
@@ -827,8 +857,8 @@ void lmdb_store::run_batch(std::vector<request>& batch) {
     txn.commit();
   } catch (const lmdb_failure& e) {
     const bool full = e.code() == MDB_MAP_FULL;
-    logger("store")->error("mapping store {}: allocation batch of {} failed: {}", options_.path.string(),
-                           batch.size(), e.what());
+    logger("store")->error("mapping store {}: allocation batch of {} failed: {}", options_.path.string(), batch.size(),
+                           e.what());
     // Nothing was written. Names that already have their address keep working, unrenewed.
     outcomes.clear();
     for (auto& r : batch) {
@@ -951,17 +981,14 @@ result<mapping> lmdb_store::add(const dns_name& name, std::optional<ip_address> 
           throw store_failure{store_errc::address_taken};
         }
         if (entry) {
-          t.del(t.dbs().addrs, codec::encode_address_key(*wanted));
-          t.add_counter(counter_key("used", family), -1);
+          t.end_quarantine(*wanted, *entry);
         }
         if (m.address(family)) {
           // The name moves: its old address goes through quarantine like a delete.
           t.detach(m, family);
           const auto old = *m.address(family);
           if (m.expiry > now || m.held_until > now) {
-            t.put(t.dbs().addrs, codec::encode_address_key(old),
-                  codec::encode_address_value({codec::address_entry::kind::quarantined,
-                                               std::max(m.expiry, m.held_until), std::nullopt}));
+            t.quarantine(old, std::max(m.expiry, m.held_until));
             t.add_counter(counter_key("used", family), 1);
           }
           (family == ip_family::v4 ? m.v4 : m.v6).reset();
@@ -992,8 +1019,7 @@ result<mapping> lmdb_store::remove(const mapping_key& key, bool force) {
     if (!m) {
       throw store_failure{store_errc::not_found};
     }
-    const bool held = m->held_until > now ||
-                      (m->v4 && held_here(*m->v4, now)) || (m->v6 && held_here(*m->v6, now));
+    const bool held = m->held_until > now || (m->v4 && held_here(*m->v4, now)) || (m->v6 && held_here(*m->v6, now));
     if (held && !force) {
       throw store_failure{store_errc::held};
     }

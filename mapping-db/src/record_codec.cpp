@@ -24,8 +24,12 @@ std::uint64_t get_u64(byte_view in) {
   return v;
 }
 
-void put_i64(bytes& out, std::int64_t v) { put_u64(out, static_cast<std::uint64_t>(v)); }
-std::int64_t get_i64(byte_view in) { return static_cast<std::int64_t>(get_u64(in)); }
+void put_i64(bytes& out, std::int64_t v) {
+  put_u64(out, static_cast<std::uint64_t>(v));
+}
+std::int64_t get_i64(byte_view in) {
+  return static_cast<std::int64_t>(get_u64(in));
+}
 
 void put_bytes(bytes& out, std::span<const std::uint8_t> b) {
   out.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -148,10 +152,13 @@ std::optional<lru_key> decode_lru_key(byte_view key) {
   if (!address || address->is_v4() != (key[0] == 4)) {
     return std::nullopt;
   }
-  return lru_key{*address, from_millis(static_cast<std::int64_t>(get_u64(key.subspan(1, 8)) ^ (std::uint64_t{1} << 63)))};
+  return lru_key{*address,
+                 from_millis(static_cast<std::int64_t>(get_u64(key.subspan(1, 8)) ^ (std::uint64_t{1} << 63)))};
 }
 
-bytes lru_range_start(ip_family family) { return bytes(1, family == ip_family::v4 ? 4 : 6); }
+bytes lru_range_start(ip_family family) {
+  return bytes(1, family == ip_family::v4 ? 4 : 6);
+}
 
 bytes encode_u64(std::uint64_t v) {
   bytes out;

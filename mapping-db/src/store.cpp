@@ -38,6 +38,8 @@ const std::error_category& store_category() noexcept {
   return category;
 }
 
-std::error_code make_error_code(store_errc e) noexcept { return {static_cast<int>(e), store_category()}; }
+std::error_code make_error_code(store_errc e) noexcept {
+  return {static_cast<int>(e), store_category()};
+}
 
 }  // namespace gate46::mapping

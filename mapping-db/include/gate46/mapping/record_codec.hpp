@@ -37,7 +37,7 @@ std::optional<mapping> decode_name_value(const dns_name& name, byte_view value);
 struct address_entry {
   enum class kind : std::uint8_t { mapped = 0, quarantined = 1 };
   kind state = kind::mapped;
-  time_point until;  // quarantined: until then
+  time_point until;              // quarantined: until then
   std::optional<dns_name> name;  // mapped: the owner
   friend bool operator==(const address_entry&, const address_entry&) = default;
 };

@@ -29,15 +29,15 @@
 namespace gate46::mapping {
 
 enum class store_errc {
-  pool_exhausted = 1,   // the pool is full and nothing is eligible for recycling
-  store_full,           // the store file reached store.map_size
-  no_pool_key,          // allocation needs pools.key_file
-  not_found,            // no mapping for that name or address
-  outside_pools,        // an address that is in neither pool
-  address_taken,        // add: the address belongs to another name (or is quarantined)
-  held,                 // del: a flow holds the mapping (use force)
-  corrupt,              // a record failed to decode
-  store_error,          // LMDB reported something else (logged with its text)
+  pool_exhausted = 1,  // the pool is full and nothing is eligible for recycling
+  store_full,          // the store file reached store.map_size
+  no_pool_key,         // allocation needs pools.key_file
+  not_found,           // no mapping for that name or address
+  outside_pools,       // an address that is in neither pool
+  address_taken,       // add: the address belongs to another name (or is quarantined)
+  held,                // del: a flow holds the mapping (use force)
+  corrupt,             // a record failed to decode
+  store_error,         // LMDB reported something else (logged with its text)
 };
 const std::error_category& store_category() noexcept;
 std::error_code make_error_code(store_errc e) noexcept;
@@ -58,8 +58,8 @@ struct pool_stats {
   std::uint64_t size = 0;  // usable addresses, saturated at 2^64-1
   std::uint64_t used = 0;
   std::uint64_t pinned = 0;
-  std::uint64_t eligible = 0;  // expired, not held, not pinned
-  std::uint64_t recycled = 0;  // since the store was created
+  std::uint64_t eligible = 0;             // expired, not held, not pinned
+  std::uint64_t recycled = 0;             // since the store was created
   std::uint64_t allocation_failures = 0;  // pool_exhausted, since the store was created
 };
 
