@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     // Each component's issue registers its factory here.
-    const gate46::component_registry registry;
+    const gate46::gateway::component_registry registry;
     gate46::gateway::daemon daemon{std::move(options), registry};
     return daemon.run();
   } catch (const gate46::config_error& e) {

@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "gate46/common/log.hpp"
+#include "gate46/mapping/lmdb_store.hpp"
 
 namespace gate46::gateway {
 namespace asio = boost::asio;
@@ -90,7 +91,7 @@ int daemon::run() {
   };
   signals_.async_wait(on_signal);
 
-  if (start_components()) {
+  if (open_services() && start_components()) {
     std::vector<std::string_view> running;
     std::vector<std::string_view> skipped;
     for (const auto& name : config_->daemon.components) {
@@ -124,8 +125,28 @@ int daemon::run() {
     log_counters(fmt::format("component {}", c->name()), c->counters());
   }
   components_.clear();
+  // Last: writes pending holds and syncs the store to disk.
+  store_.reset();
   log->info("gate46d stopped");
   return exit_status_;
+}
+
+bool daemon::open_services() {
+  const auto& names = config_->daemon.components;
+  if (std::none_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); })) {
+    return true;
+  }
+  try {
+    const auto key = mapping::load_pool_key(config_->pools.key_file);
+    store_ = mapping::open_lmdb_store(mapping::lmdb_store_options::from_config(*config_, key));
+    services_.store = store_.get();
+    logger("daemon")->info("mapping store {} open (pools {} and {})", config_->store.path.string(),
+                           config_->pools.ipv4.to_string(), config_->pools.ipv6.to_string());
+    return true;
+  } catch (const std::exception& e) {
+    logger("daemon")->critical("cannot open the mapping store: {}", e.what());
+    return false;
+  }
 }
 
 bool daemon::start_components() {
@@ -138,7 +159,7 @@ bool daemon::start_components() {
       continue;
     }
     try {
-      auto c = (*make)(context);
+      auto c = (*make)(context, services_);
       c->start();
       log->info("component {}: started", name);
       components_.push_back(std::move(c));
@@ -172,6 +193,9 @@ void daemon::reload() {
     log->warn("reload: these changes take effect only after a restart: [{}]", fmt::join(restart, ", "));
   }
   std::atomic_store(&config_, loaded);
+  if (store_) {
+    store_->set_lease_policy(loaded->pools.lease_grace, loaded->pools.hold_refresh);
+  }
   for (const auto& c : components_) {
     try {
       c->reconfigure(*loaded);

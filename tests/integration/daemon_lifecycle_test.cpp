@@ -43,6 +43,7 @@ class daemon_lifecycle : public ::testing::Test {
     client_.emplace("client");
     connect_veth(*gw_, {"lan0", {"192.0.2.1/24", "2001:db8:1::1/64"}},  //
                  *client_, {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64"}});
+    dir_.write_file("pool.key", "0123456789abcdef");  // pools.key_file: 16 bytes
     write_config({});
   }
 
@@ -181,6 +182,9 @@ TEST_F(daemon_lifecycle, starts_in_the_namespace_and_stops_on_sigterm) {
   EXPECT_NE(log.find("gate46d " GATE46_VERSION " starting: config " + config_path_.string() + ", 2 worker threads"),
             std::string::npos)
       << log;
+  // dns, socks and relay share the mapping store: it is opened (and created) at start.
+  EXPECT_NE(log.find("mapping store " + (dir_ / "mappings.mdb").string() + " open"), std::string::npos) << log;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "mappings.mdb"));
   // `ip netns exec` exec'd in place: the PID is gate46d's, and it lives in the gw namespace.
   EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(d.pid()) + "/exe"),
             std::filesystem::path{GATE46D_PATH});
@@ -263,6 +267,19 @@ TEST_F(daemon_lifecycle, unknown_component_is_refused) {
   EXPECT_NE(*status, 0);
   const auto log = d.log_text();
   EXPECT_NE(log.find("unknown component \"bogus\""), std::string::npos) << log;
+  EXPECT_EQ(log.find("gate46d running"), std::string::npos) << log;
+}
+
+TEST_F(daemon_lifecycle, a_missing_pool_key_stops_the_start) {
+  std::filesystem::remove(dir_ / "pool.key");
+  auto& d = start();
+  const auto status = d.wait_exit(exit_timeout);
+  ASSERT_TRUE(status.has_value()) << "still running without a pool key";
+  EXPECT_EQ(*status, 1);
+  const auto log = d.log_text();
+  EXPECT_NE(log.find("cannot open the mapping store: cannot read the pool key " + (dir_ / "pool.key").string()),
+            std::string::npos)
+      << log;
   EXPECT_EQ(log.find("gate46d running"), std::string::npos) << log;
 }
 

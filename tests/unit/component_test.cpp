@@ -1,4 +1,4 @@
-#include "gate46/common/component.hpp"
+#include "gate46/gateway/component_registry.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,20 +10,30 @@
 namespace gate46 {
 namespace {
 
+using gateway::component_registry;
+using gateway::daemon_services;
+
 TEST(component_registry, finds_what_was_added) {
   component_registry registry;
   EXPECT_EQ(registry.find("dns"), nullptr);
-  registry.add("dns", [](const component_context&) { return std::unique_ptr<component>{}; });
+  registry.add("dns", [](const component_context&, daemon_services&) { return std::unique_ptr<component>{}; });
   EXPECT_NE(registry.find("dns"), nullptr);
   EXPECT_EQ(registry.find("socks"), nullptr);
 }
 
 TEST(component_registry, rejects_unknown_and_duplicate_names) {
   component_registry registry;
-  const auto make = [](const component_context&) { return std::unique_ptr<component>{}; };
+  const auto make = [](const component_context&, daemon_services&) { return std::unique_ptr<component>{}; };
   EXPECT_THROW(registry.add("bogus", make), std::logic_error);
   registry.add("relay", make);
   EXPECT_THROW(registry.add("relay", make), std::logic_error);
+}
+
+TEST(component_registry, knows_which_components_share_the_store) {
+  EXPECT_TRUE(gateway::needs_store("dns"));
+  EXPECT_TRUE(gateway::needs_store("relay"));
+  EXPECT_TRUE(gateway::needs_store("socks"));
+  EXPECT_FALSE(gateway::needs_store("firewall"));
 }
 
 TEST(worker_pool, runs_work_on_every_thread_and_stops) {

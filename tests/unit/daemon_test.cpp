@@ -4,6 +4,8 @@
 // (request_reload, request_stop) are driven directly.
 #include "gate46/gateway/daemon.hpp"
 
+#include "gate46/mapping/lmdb_store.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -43,9 +45,11 @@ struct journal {
 
 class recording_component final : public component {
  public:
-  recording_component(std::string name, const component_context& ctx, journal& j, bool fail_start)
+  recording_component(std::string name, const component_context& ctx, daemon_services& services, journal& j,
+                      bool fail_start)
       : name_{std::move(name)}, workers_{ctx.workers}, journal_{j}, fail_start_{fail_start} {
-    journal_.add(name_ + ":constructed threads=" + std::to_string(ctx.initial_config.daemon.threads));
+    journal_.add(name_ + ":constructed threads=" + std::to_string(ctx.initial_config.daemon.threads) +
+                 " store=" + (services.store != nullptr ? "open" : "none"));
   }
   [[nodiscard]] std::string_view name() const noexcept override { return name_; }
   void start() override {
@@ -111,6 +115,7 @@ class daemon_test : public ::testing::Test {
                                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
     path_ = dir_ / "gate46.toml";
+    mapping::write_pool_key(dir_ / "pool.key", false);
     write_config(60);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -120,13 +125,15 @@ class daemon_test : public ::testing::Test {
     out << "[daemon]\nthreads = 2\n[lan]\ninterfaces = [\"lan0\"]\nnetworks = [\"192.0.2.0/24\"]\n"
         << "[dns]\nupstreams = [\"198.51.100.53\"]\nfake_ttl = " << fake_ttl << "\n"
         << "[gateway]\ndrain_timeout = 7\n"
+        << "[store]\npath = \"" << (dir_ / "mappings.mdb").string() << "\"\n"
+        << "[pools]\nkey_file = \"" << (dir_ / "pool.key").string() << "\"\n"
         << extra;
   }
 
   component_registry registry_with(const std::string& name, bool fail_start = false) {
     component_registry registry;
-    registry.add(name, [this, name, fail_start](const component_context& ctx) {
-      return std::make_unique<recording_component>(name, ctx, journal_, fail_start);
+    registry.add(name, [this, name, fail_start](const component_context& ctx, daemon_services& services) {
+      return std::make_unique<recording_component>(name, ctx, services, journal_, fail_start);
     });
     return registry;
   }
@@ -163,7 +170,7 @@ TEST_F(daemon_test, runs_reloads_and_stops_its_components) {
   EXPECT_EQ(status.get(), 0);
 
   EXPECT_THAT(journal_.snapshot(),
-              ::testing::ElementsAre("dns:constructed threads=2", "dns:start", "dns:reconfigure fake_ttl=5",
+              ::testing::ElementsAre("dns:constructed threads=2 store=open", "dns:start", "dns:reconfigure fake_ttl=5",
                                      "dns:reconfigure fake_ttl=7", "dns:stop"));
   // The drain deadline is gateway.drain_timeout from the stop request.
   EXPECT_GE(journal_.stop_deadline, before_stop + 7s);
@@ -179,11 +186,11 @@ TEST_F(daemon_test, components_option_overrides_the_config) {
 
 TEST_F(daemon_test, a_failing_start_stops_the_daemon_with_status_1) {
   component_registry registry;
-  registry.add("dns", [this](const component_context& ctx) {
-    return std::make_unique<recording_component>("dns", ctx, journal_, false);
+  registry.add("dns", [this](const component_context& ctx, daemon_services& services) {
+    return std::make_unique<recording_component>("dns", ctx, services, journal_, false);
   });
-  registry.add("socks", [this](const component_context& ctx) {
-    return std::make_unique<recording_component>("socks", ctx, journal_, true);
+  registry.add("socks", [this](const component_context& ctx, daemon_services& services) {
+    return std::make_unique<recording_component>("socks", ctx, services, journal_, true);
   });
   daemon d{{path_, std::vector<std::string>{"dns", "socks"}}, registry};
   auto status = std::async(std::launch::async, [&] { return d.run(); });
@@ -203,8 +210,31 @@ TEST_F(daemon_test, broken_config_is_rejected_at_construction) {
     FAIL() << "no error";
   } catch (const config_error& e) {
     EXPECT_EQ(e.key(), "tproxy.port");
-    EXPECT_EQ(e.line(), 12U);  // the line of `port = 0`
+    EXPECT_EQ(e.line(), 16U);  // the line of `port = 0`
   }
+}
+
+TEST_F(daemon_test, a_missing_pool_key_stops_the_start) {
+  std::filesystem::remove(dir_ / "pool.key");
+  const auto registry = registry_with("dns");
+  daemon d{{path_, std::vector<std::string>{"dns"}}, registry};
+  auto status = std::async(std::launch::async, [&] { return d.run(); });
+  ASSERT_EQ(status.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(status.get(), 1);
+  EXPECT_TRUE(journal_.snapshot().empty());  // no component was even built
+}
+
+TEST_F(daemon_test, firewall_alone_opens_no_store) {
+  std::filesystem::remove(dir_ / "pool.key");
+  const auto registry = registry_with("firewall");
+  daemon d{{path_, std::vector<std::string>{"firewall"}}, registry};
+  auto status = std::async(std::launch::async, [&] { return d.run(); });
+  ASSERT_EQ(journal_.started.get_future().wait_for(10s), std::future_status::ready);
+  d.request_stop();
+  ASSERT_EQ(status.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(status.get(), 0);
+  EXPECT_EQ(journal_.snapshot().front(), "firewall:constructed threads=2 store=none");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "mappings.mdb"));
 }
 
 TEST(parse_component_list, checks_names) {

@@ -1,5 +1,5 @@
-// The contract every part of gate46d implements (dns, socks, relay, firewall, later icmp), and
-// the registry the daemon builds them from.
+// The contract every part of gate46d implements (dns, socks, relay, firewall, later icmp).
+// The daemon builds them through its registry (gate46/gateway/component_registry.hpp).
 //
 // Life of a component, all calls made on the daemon's control thread:
 //   factory(context)  -> constructed, nothing opened yet
@@ -14,8 +14,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,19 +53,6 @@ struct component_context {
   const config& initial_config;
   worker_pool& workers;
   boost::asio::any_io_executor control;  // the daemon's control thread
-};
-
-class component_registry {
- public:
-  using factory = std::function<std::unique_ptr<component>(const component_context&)>;
-
-  // Precondition: name is one of known_components() and not added yet.
-  void add(std::string_view name, factory make);
-  // nullptr when this build has no such component.
-  [[nodiscard]] const factory* find(std::string_view name) const;
-
- private:
-  std::map<std::string, factory, std::less<>> factories_;
 };
 
 }  // namespace gate46

@@ -18,6 +18,8 @@
 
 #include "gate46/common/component.hpp"
 #include "gate46/common/config.hpp"
+#include "gate46/gateway/component_registry.hpp"
+#include "gate46/mapping/store.hpp"
 
 namespace gate46::gateway {
 
@@ -35,8 +37,8 @@ class daemon {
   daemon& operator=(const daemon&) = delete;
   ~daemon();
 
-  // Runs until stopped. Returns the process exit status: 0 after a clean stop, 1 when a
-  // component failed to start.
+  // Runs until stopped. Returns the process exit status: 0 after a clean stop, 1 when the
+  // mapping store could not be opened or a component failed to start.
   int run();
 
   void request_reload();
@@ -49,6 +51,9 @@ class daemon {
   [[nodiscard]] std::vector<counter> counters() const;
 
  private:
+  // Opens what the components share (the mapping store, when one of them needs it); false
+  // (logged) when that fails.
+  bool open_services();
   // Starts each configured component in order; false (logged) when one fails.
   bool start_components();
   void reload();
@@ -62,6 +67,8 @@ class daemon {
   boost::asio::signal_set signals_;
   std::shared_ptr<const config> config_;
   std::unique_ptr<worker_pool> workers_;
+  std::unique_ptr<mapping::mapping_store> store_;
+  daemon_services services_;
   std::vector<std::unique_ptr<component>> components_;  // in start order
   bool stopping_ = false;                               // control thread only
   int exit_status_ = 0;

@@ -1,9 +1,9 @@
-#include "gate46/common/component.hpp"
+#include "gate46/gateway/component_registry.hpp"
 
 #include <algorithm>
 #include <stdexcept>
 
-namespace gate46 {
+namespace gate46::gateway {
 
 void component_registry::add(std::string_view name, factory make) {
   const auto& known = known_components();
@@ -20,4 +20,9 @@ const component_registry::factory* component_registry::find(std::string_view nam
   return it == factories_.end() ? nullptr : &it->second;
 }
 
-}  // namespace gate46
+bool needs_store(std::string_view component) {
+  // dns allocates fake addresses; relay and socks map them back to names and hold them.
+  return component == "dns" || component == "relay" || component == "socks";
+}
+
+}  // namespace gate46::gateway
