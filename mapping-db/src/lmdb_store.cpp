@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <cstring>
 #include <fstream>
 #include <future>
 #include <limits>
@@ -352,6 +351,9 @@ std::uint64_t saturate(pool_index v) {
                                                        : static_cast<std::uint64_t>(v);
 }
 
+// strerror() is not thread-safe; the error category's message is.
+std::string errno_text() { return std::generic_category().message(errno); }
+
 // ---- ownership ----------------------------------------------------------------------------
 
 std::optional<gid_t> gate46_group() {
@@ -367,10 +369,10 @@ std::optional<gid_t> gate46_group() {
 // Sets group and mode on a file or directory this process just created.
 void set_ownership(const std::filesystem::path& path, std::optional<gid_t> group, mode_t shared, mode_t private_mode) {
   if (group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0) {
-    throw store_open_error{"cannot give " + path.string() + " to group gate46: " + std::strerror(errno)};
+    throw store_open_error{"cannot give " + path.string() + " to group gate46: " + errno_text()};
   }
   if (::chmod(path.c_str(), group ? shared : private_mode) != 0) {
-    throw store_open_error{"cannot set the mode of " + path.string() + ": " + std::strerror(errno)};
+    throw store_open_error{"cannot set the mode of " + path.string() + ": " + errno_text()};
   }
 }
 
@@ -1168,7 +1170,7 @@ std::unique_ptr<mapping_store> open_lmdb_store(const lmdb_store_options& options
 pool_key load_pool_key(const std::filesystem::path& path) {
   std::ifstream in{path, std::ios::binary};
   if (!in) {
-    throw std::runtime_error{"cannot read the pool key " + path.string() + ": " + std::strerror(errno) +
+    throw std::runtime_error{"cannot read the pool key " + path.string() + ": " + errno_text() +
                              " (gate46ctl keygen makes one)"};
   }
   pool_key key{};
@@ -1190,14 +1192,14 @@ void write_pool_key(const std::filesystem::path& path, bool replace) {
   const auto temporary = path.string() + ".new";
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    throw std::runtime_error{"cannot create " + temporary + ": " + std::strerror(errno)};
+    throw std::runtime_error{"cannot create " + temporary + ": " + errno_text()};
   }
   const bool written = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
   const bool owned = !group || ::fchown(fd, static_cast<uid_t>(-1), *group) == 0;
   const bool moded = ::fchmod(fd, group ? 0640 : 0600) == 0;
   ::close(fd);
   if (!written || !owned || !moded) {
-    const auto error = std::string{std::strerror(errno)};
+    const auto error = std::string{errno_text()};
     ::unlink(temporary.c_str());
     throw std::runtime_error{"cannot write " + temporary + ": " + error};
   }
@@ -1206,7 +1208,7 @@ void write_pool_key(const std::filesystem::path& path, bool replace) {
     throw std::runtime_error{path.string() + " exists; replacing it moves every name's preferred address (--force)"};
   }
   if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const auto error = std::string{std::strerror(errno)};
+    const auto error = std::string{errno_text()};
     ::unlink(temporary.c_str());
     throw std::runtime_error{"cannot replace " + path.string() + ": " + error};
   }
