@@ -16,6 +16,8 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -156,6 +158,7 @@ class reader_pool {
 // are kept or dropped by the caller.
 struct store_failure {
   store_errc code;
+  std::optional<ip_family> family{};  // pool_exhausted: which pool
 };
 
 constexpr std::string_view meta_pools = "pools";
@@ -352,7 +355,9 @@ std::uint64_t saturate(pool_index v) {
 }
 
 // strerror() is not thread-safe; the error category's message is.
-std::string errno_text() { return std::generic_category().message(errno); }
+std::string errno_text() {
+  return std::generic_category().message(errno);
+}
 
 // ---- ownership ----------------------------------------------------------------------------
 
@@ -426,6 +431,7 @@ class lmdb_store final : public mapping_store {
   result<mapping> allocate_blocking(const dns_name& name, ip_family family, seconds ttl) override;
   [[nodiscard]] std::optional<mapping> find(const ip_address& fake) const override;
   [[nodiscard]] std::optional<mapping> find(const dns_name& name) const override;
+  [[nodiscard]] result<mapping> get(const mapping_key& key) const override;
   void hold(const ip_address& fake, seconds ttl) override;
   result<mapping> add(const dns_name& name, std::optional<ip_address> v4, std::optional<ip_address> v6,
                       bool pin) override;
@@ -459,6 +465,7 @@ class lmdb_store final : public mapping_store {
   // error codes, LMDB failures are logged and become store_full / store_error.
   template <typename T, typename Fn>
   result<T> write(Fn&& fn);
+  void count_failure(ip_family family);
   mapping place(table& t, const dns_name& name, ip_family family, seconds ttl, time_point now);
   ip_address free_address(table& t, const dns_name& name, ip_family family, time_point now);
   std::optional<ip_address> recycle(table& t, ip_family family, time_point now);
@@ -479,6 +486,8 @@ class lmdb_store final : public mapping_store {
   std::condition_variable wake_;
   std::vector<request> queue_;
   std::unordered_map<ip_address, pending_hold> holds_;
+  std::unordered_set<ip_address> held_this_interval_;  // holds written since the last sync tick
+  bool urgent_holds_ = false;
   seconds lease_grace_;
   seconds hold_refresh_;
   std::condition_variable synced_;
@@ -516,6 +525,10 @@ void lmdb_store::open_environment() {
   const auto& path = options_.path;
   const auto directory = path.parent_path().empty() ? std::filesystem::path{"."} : path.parent_path();
   const auto group = gate46_group();
+  const bool created = !std::filesystem::exists(path);
+  if (created && !options_.create_if_missing) {
+    throw store_missing{"no mapping store at " + path.string()};
+  }
   if (!std::filesystem::exists(directory)) {
     std::error_code ec;
     std::filesystem::create_directories(directory, ec);
@@ -524,7 +537,6 @@ void lmdb_store::open_environment() {
     }
     set_ownership(directory, group, 02770, 0700);
   }
-  const bool created = !std::filesystem::exists(path);
   if (created && !group) {
     logger("store")->warn("group gate46 does not exist: creating {} for the calling user only", path.string());
   }
@@ -575,6 +587,11 @@ void lmdb_store::check_pools_at_open() {
   if (stored == pools) {
     return;
   }
+  if (stored && options_.on_pool_change == lmdb_store_options::pool_change::refuse) {
+    throw pool_change_refused{options_.path.string() + " was last opened with the pools " + *stored +
+                              ", this configuration has " + pools +
+                              "; gate46d applies a pool change at its start (check --config)"};
+  }
   std::vector<mapping> outside;
   std::vector<std::string> pinned_outside;
   for_each(txn.get(), db_.names, [&](codec::byte_view k, codec::byte_view v) {
@@ -593,8 +610,8 @@ void lmdb_store::check_pools_at_open() {
     for (const auto& n : pinned_outside) {
       list += (list.empty() ? "" : ", ") + n;
     }
-    throw store_open_error{"pinned mappings lie outside the configured pools (" + pools +
-                           "); unpin or delete them with gate46ctl, or restore the pools: " + list};
+    throw pool_change_refused{"pinned mappings lie outside the configured pools (" + pools +
+                              "); unpin or delete them with gate46ctl, or restore the pools: " + list};
   }
   for (const auto& m : outside) {
     // Keep the half that is still inside a pool.
@@ -636,6 +653,9 @@ result<T> lmdb_store::write(Fn&& fn) {
     txn.commit();
     return value;
   } catch (const store_failure& f) {
+    if (f.code == store_errc::pool_exhausted && f.family) {
+      count_failure(*f.family);  // the aborted transaction took its own count with it
+    }
     return result<T>{boost::system::in_place_error, make_error_code(f.code)};
   } catch (const lmdb_failure& e) {
     if (e.code() == MDB_MAP_FULL) {
@@ -645,6 +665,17 @@ result<T> lmdb_store::write(Fn&& fn) {
     }
     logger("store")->error("mapping store {}: {}", options_.path.string(), e.what());
     return result<T>{boost::system::in_place_error, make_error_code(store_errc::store_error)};
+  }
+}
+
+void lmdb_store::count_failure(ip_family family) {
+  try {
+    write_txn txn{env_.get()};
+    table t{txn.get(), db_};
+    t.add_counter(counter_key("failures", family), 1);
+    txn.commit();
+  } catch (const lmdb_failure& e) {
+    logger("store")->error("mapping store {}: {}", options_.path.string(), e.what());
   }
 }
 
@@ -707,7 +738,7 @@ ip_address lmdb_store::free_address(table& t, const dns_name& name, ip_family fa
     return *recycled;
   }
   t.add_counter(counter_key("failures", family), 1);
-  throw store_failure{store_errc::pool_exhausted};
+  throw store_failure{store_errc::pool_exhausted, family};
 }
 
 // Takes the least recently used mapping of the pool that is eligible: expired, not held (in
@@ -801,11 +832,13 @@ void lmdb_store::writer_loop() {
     std::vector<request> batch;
     bool stop = false;
     bool sync_now = false;
+    bool urgent = false;
     std::uint64_t generation = 0;
     {
       std::unique_lock lock{mutex_};
       const auto ready = [&] {
-        return stopping_ || sync_requested_ != sync_done_ || !queue_.empty() || (immediate && !holds_.empty());
+        return stopping_ || sync_requested_ != sync_done_ || !queue_.empty() || urgent_holds_ ||
+               (immediate && !holds_.empty());
       };
       if (immediate) {
         wake_.wait(lock, ready);
@@ -814,14 +847,22 @@ void lmdb_store::writer_loop() {
       }
       batch.swap(queue_);
       stop = stopping_;
+      urgent = std::exchange(urgent_holds_, false);
       generation = sync_requested_;
       sync_now = immediate || stop || generation != sync_done_ || std::chrono::steady_clock::now() >= next_sync;
     }
     if (!batch.empty()) {
       run_batch(batch);
     }
+    if (urgent && !sync_now) {
+      flush_holds();
+    }
     if (sync_now) {
       flush_holds();
+      {
+        const std::lock_guard lock{mutex_};
+        held_this_interval_.clear();
+      }
       if (const int rc = mdb_env_sync(env_.get(), 1); rc != MDB_SUCCESS) {
         logger("store")->error("mapping store {}: sync failed: {}", options_.path.string(), mdb_strerror(rc));
       }
@@ -886,6 +927,9 @@ void lmdb_store::flush_holds() {
     holds.swap(holds_);
     grace = lease_grace_;
     refresh = hold_refresh_;
+    for (const auto& [address, hold] : holds) {
+      held_this_interval_.insert(address);
+    }
   }
   if (holds.empty()) {
     return;
@@ -935,17 +979,35 @@ std::optional<mapping> lmdb_store::find(const dns_name& name) const {
   return std::nullopt;
 }
 
+result<mapping> lmdb_store::get(const mapping_key& key) const {
+  try {
+    auto m = read([&](const table& t) { return resolve_key(t, key); });
+    if (!m) {
+      return make_error_code(store_errc::not_found);
+    }
+    return std::move(*m);
+  } catch (const store_failure& f) {
+    return make_error_code(f.code);
+  } catch (const lmdb_failure& e) {
+    logger("store")->error("mapping store {}: {}", options_.path.string(), e.what());
+    return make_error_code(store_errc::store_error);
+  }
+}
+
 void lmdb_store::hold(const ip_address& fake, seconds ttl) {
   const auto now = options_.wall_clock->now();
-  bool first = false;
+  bool urgent = false;
   {
     const std::lock_guard lock{mutex_};
     auto [it, inserted] = holds_.try_emplace(fake, pending_hold{now, ttl});
     it->second.at = std::max(it->second.at, now);
     it->second.ttl = std::max(it->second.ttl, ttl);
-    first = inserted;
+    // A flow that just started must be protected in the store at once (another process may
+    // be about to delete or recycle the mapping); renewals can wait for the interval.
+    urgent = inserted && !held_this_interval_.contains(fake);
+    urgent_holds_ = urgent_holds_ || urgent;
   }
-  if (first && options_.sync_interval.count() == 0) {
+  if (urgent) {
     wake_.notify_one();
   }
 }
@@ -1122,8 +1184,8 @@ store_stats lmdb_store::stats() const {
   });
   MDB_envinfo info{};
   MDB_stat st{};
-  mdb_env_info(env_.get(), &info);
-  mdb_env_stat(env_.get(), &st);
+  check(mdb_env_info(env_.get(), &info), "mdb_env_info");
+  check(mdb_env_stat(env_.get(), &st), "mdb_env_stat");
   s.bytes_on_disk = static_cast<std::uint64_t>(info.me_last_pgno + 1) * st.ms_psize;
   s.map_size = info.me_mapsize;
   return s;
@@ -1188,29 +1250,31 @@ void write_pool_key(const std::filesystem::path& path, bool replace) {
   pool_key key{};
   randombytes_buf(key.data(), key.size());
   const auto group = gate46_group();
-  // Written beside the target and renamed over it: a reader never sees half a key.
-  const auto temporary = path.string() + ".new";
+  // Written whole beside the target (a name of this process's own), then moved into place:
+  // rename() to replace, link() to refuse atomically when a key exists.
+  const auto temporary = path.string() + ".new." + std::to_string(::getpid());
+  ::unlink(temporary.c_str());  // left by an earlier, crashed run of this PID
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     throw std::runtime_error{"cannot create " + temporary + ": " + errno_text()};
   }
-  const bool written = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
-  const bool owned = !group || ::fchown(fd, static_cast<uid_t>(-1), *group) == 0;
-  const bool moded = ::fchmod(fd, group ? 0640 : 0600) == 0;
+  const bool written = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0 &&
+                       (!group || ::fchown(fd, static_cast<uid_t>(-1), *group) == 0) &&
+                       ::fchmod(fd, group ? 0640 : 0600) == 0;
+  const auto write_error = errno_text();
   ::close(fd);
-  if (!written || !owned || !moded) {
-    const auto error = std::string{errno_text()};
+  if (!written) {
     ::unlink(temporary.c_str());
-    throw std::runtime_error{"cannot write " + temporary + ": " + error};
+    throw std::runtime_error{"cannot write " + temporary + ": " + write_error};
   }
-  if (!replace && std::filesystem::exists(path)) {
-    ::unlink(temporary.c_str());
-    throw std::runtime_error{path.string() + " exists; replacing it moves every name's preferred address (--force)"};
+  const int moved = replace ? ::rename(temporary.c_str(), path.c_str()) : ::link(temporary.c_str(), path.c_str());
+  const int move_errno = errno;
+  ::unlink(temporary.c_str());  // after link(), or after a failed rename()
+  if (moved != 0 && move_errno == EEXIST) {
+    throw pool_key_exists{path.string() + " exists; replacing it moves every name's preferred address (--force)"};
   }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const auto error = std::string{errno_text()};
-    ::unlink(temporary.c_str());
-    throw std::runtime_error{"cannot replace " + path.string() + ": " + error};
+  if (moved != 0) {
+    throw std::runtime_error{"cannot install " + path.string() + ": " + std::generic_category().message(move_errno)};
   }
 }
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -32,6 +33,11 @@ class lmdb_store_test : public ::testing::Test {
  protected:
   std::unique_ptr<mapping_store> open(std::string_view v4 = "198.18.0.0/15", std::string_view v6 = "2001:2::/48",
                                       std::uint64_t map_size = std::uint64_t{64} << 20) {
+    return open_with(options(v4, v6, map_size));
+  }
+  std::unique_ptr<mapping_store> open_with(const lmdb_store_options& o) { return open_lmdb_store(o); }
+  lmdb_store_options options(std::string_view v4 = "198.18.0.0/15", std::string_view v6 = "2001:2::/48",
+                             std::uint64_t map_size = std::uint64_t{64} << 20) {
     lmdb_store_options o;
     o.path = dir_ / "mappings.mdb";
     o.map_size = map_size;
@@ -41,7 +47,7 @@ class lmdb_store_test : public ::testing::Test {
     o.lease_grace = 100s;
     o.hold_refresh = 10s;
     o.wall_clock = &clock_;
-    return open_lmdb_store(o);
+    return o;
   }
 
   mapping allocate(mapping_store& s, std::string_view n, ip_family f = ip_family::v4, std::chrono::seconds ttl = 60s) {
@@ -327,13 +333,73 @@ TEST_F(lmdb_store_test, concurrent_coroutines_share_commits) {
   EXPECT_EQ(addresses.size(), 64U);
 }
 
+TEST_F(lmdb_store_test, opening_can_refuse_to_create_or_to_change_pools) {
+  auto no_create = options();
+  no_create.create_if_missing = false;
+  EXPECT_THROW(open_with(no_create), store_missing);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "mappings.mdb"));
+  {
+    auto s = open("198.18.0.0/24");
+    allocate(*s, "a.example");
+  }
+  auto other_pools = options("198.18.1.0/24");
+  other_pools.on_pool_change = lmdb_store_options::pool_change::refuse;
+  try {
+    open_with(other_pools);
+    FAIL() << "opened with other pools";
+  } catch (const pool_change_refused& e) {
+    EXPECT_NE(std::string{e.what()}.find("198.18.0.0/24"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(open("198.18.0.0/24")->find(name("a.example")));  // nothing was dropped
+}
+
+TEST_F(lmdb_store_test, get_tells_errors_apart) {
+  auto s = open();
+  const auto a = allocate(*s, "a.example");
+  EXPECT_EQ(*s->get(name("a.example")), a);
+  EXPECT_EQ(*s->get(*a.v4), a);
+  EXPECT_EQ(s->get(name("b.example")).error(), store_errc::not_found);
+  EXPECT_EQ(s->get(addr("198.18.3.3")).error(), store_errc::not_found);
+  EXPECT_EQ(s->get(addr("192.0.2.1")).error(), store_errc::outside_pools);
+}
+
+TEST_F(lmdb_store_test, failed_admin_placements_are_counted) {
+  auto s = open("198.18.0.0/32");
+  ASSERT_TRUE(s->add(name("a.example"), std::nullopt, std::nullopt, false));
+  EXPECT_EQ(s->add(name("b.example"), std::nullopt, std::nullopt, false).error(), store_errc::pool_exhausted);
+  EXPECT_EQ(s->allocate_blocking(name("c.example"), ip_family::v4, 60s).error(), store_errc::pool_exhausted);
+  EXPECT_EQ(s->stats().v4.allocation_failures, 2U);
+}
+
+TEST_F(lmdb_store_test, the_first_hold_is_written_at_once) {
+  auto o = options();
+  o.sync_interval = 3600s;  // no tick during the test: only the urgent path can write it
+  auto s = open_with(o);
+  const auto a = allocate(*s, "a.example");
+  s->hold(*a.v4, 60s);
+  bool written = false;
+  for (int i = 0; i < 500 && !written; ++i) {
+    written = s->find(*a.v4)->held_until == clock_.now() + 20s;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(written);
+  // A renewal in the same interval waits for the tick.
+  clock_.advance(5s);
+  s->hold(*a.v4, 60s);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(s->find(*a.v4)->held_until, clock_.now() - 5s + 20s);
+  s->sync();
+  EXPECT_EQ(s->find(*a.v4)->held_until, clock_.now() + 20s);
+}
+
 TEST(pool_key, keygen_and_load) {
   testing::temp_dir dir{"gate46-key-test"};
   const auto path = dir.path() / "pool.key";
   write_pool_key(path, false);
   const auto first = load_pool_key(path);
   EXPECT_EQ(std::filesystem::file_size(path), 16U);
-  EXPECT_THROW(write_pool_key(path, false), std::runtime_error);
+  EXPECT_THROW(write_pool_key(path, false), pool_key_exists);
+  EXPECT_EQ(load_pool_key(path), first);  // refused: unchanged
   write_pool_key(path, true);
   EXPECT_NE(load_pool_key(path), first);
   dir.write_file("short.key", "0123456789");

@@ -33,15 +33,32 @@ struct lmdb_store_options {
   std::chrono::seconds lease_grace{3600};
   std::chrono::seconds hold_refresh{60};
   const clock* wall_clock = &system_wall_clock();
+  // false: a missing store is an error (store_missing) instead of being created.
+  bool create_if_missing = true;
+  // What opening does when the pools differ from those the store was last opened with:
+  // gate46d applies the change (see open_lmdb_store); gate46ctl refuses (pool_change_refused),
+  // so that a stale or default configuration never drops anyone's mappings.
+  enum class pool_change : std::uint8_t { apply, refuse };
+  pool_change on_pool_change = pool_change::apply;
 
   static lmdb_store_options from_config(const config& cfg, std::optional<pool_key> key);
 };
 
-// The store cannot be opened: unreadable or corrupt file, wrong permissions, or pinned
-// mappings outside the configured pools (the message lists them).
+// The store cannot be opened: unreadable or corrupt file, wrong permissions.
 class store_open_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+// There is no store and create_if_missing is false.
+class store_missing : public store_open_error {
+ public:
+  using store_open_error::store_open_error;
+};
+// The configured pools differ from the store's and the change cannot be applied: pinned
+// mappings lie outside the new pools (the message lists them), or on_pool_change is refuse.
+class pool_change_refused : public store_open_error {
+ public:
+  using store_open_error::store_open_error;
 };
 
 // Opens (creating if needed) the store. At open: stale reader slots of dead processes are
@@ -51,8 +68,13 @@ std::unique_ptr<mapping_store> open_lmdb_store(const lmdb_store_options& options
 
 // pools.key_file: exactly 16 bytes. Throws std::runtime_error naming the file.
 pool_key load_pool_key(const std::filesystem::path& path);
-// gate46ctl keygen: 16 random bytes, mode 0640, group gate46 if it exists. Refuses to replace an
-// existing key unless `replace` (a new key moves every name's preferred address).
+// gate46ctl keygen: 16 random bytes, mode 0640, group gate46 if it exists. Throws
+// pool_key_exists for an existing key unless `replace` (a new key moves every name's preferred
+// address), std::runtime_error for anything else. The key appears whole or not at all.
+class pool_key_exists : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 void write_pool_key(const std::filesystem::path& path, bool replace);
 
 }  // namespace gate46::mapping

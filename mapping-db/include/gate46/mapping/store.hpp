@@ -87,25 +87,32 @@ class mapping_store {
   // The same, blocking the calling thread (for the CLI and tests; never on a worker thread).
   virtual result<mapping> allocate_blocking(const dns_name& name, ip_family family, std::chrono::seconds ttl) = 0;
 
-  // Lookups, for the relay path: one read transaction, no write.
+  // Lookups, for the relay path: one read transaction, no write. A store failure (logged) is
+  // reported as no mapping.
   [[nodiscard]] virtual std::optional<mapping> find(const ip_address& fake) const = 0;
   [[nodiscard]] virtual std::optional<mapping> find(const dns_name& name) const = 0;
+  // The same lookup for administration, telling not_found, outside_pools, corrupt and
+  // store_error apart.
+  [[nodiscard]] virtual result<mapping> get(const mapping_key& key) const = 0;
 
   // A flow uses the mapping of `fake`: renews its last use and lease (as a DNS answer with
-  // `ttl` would) and holds it for 2 x pools.hold_refresh. Coalesced in memory, written at most
-  // once per mapping per store.sync_interval_ms; call it at flow start and every hold_refresh.
+  // `ttl` would) and holds it for 2 x pools.hold_refresh. The first hold of a mapping in an
+  // interval is written at once (without waiting for a commit); later ones are coalesced in
+  // memory and written at most once per mapping per store.sync_interval_ms. Call it at flow
+  // start and every hold_refresh.
   virtual void hold(const ip_address& fake, std::chrono::seconds ttl) = 0;
 
   // Administration (gate46ctl). add() places missing addresses like allocate() unless given.
   virtual result<mapping> add(const dns_name& name, std::optional<ip_address> v4, std::optional<ip_address> v6,
                               bool pin) = 0;
-  // Refused with `held` while a flow holds it, unless forced: a forced delete quarantines its
-  // addresses until its hold and lease have passed, so no other name gets them meanwhile.
+  // Refused with `held` while a flow holds it, unless forced. Addresses whose lease or hold
+  // still runs are quarantined until both have passed, so no other name gets an address a
+  // client may still use; the others are free at once.
   virtual result<mapping> remove(const mapping_key& key, bool force) = 0;
   virtual result<mapping> set_pinned(const mapping_key& key, bool pinned) = 0;
   [[nodiscard]] virtual std::vector<mapping> list(const list_filter& filter) const = 0;
-  // Removes every unpinned, unheld mapping (only those eligible for recycling if expired_only);
-  // returns how many.
+  // Removes every unpinned, unheld mapping (only those whose lease has expired if
+  // expired_only), with the quarantine rule of remove(); returns how many.
   virtual result<std::uint64_t> flush(bool expired_only) = 0;
   [[nodiscard]] virtual store_stats stats() const = 0;
 
