@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gate46's main job on a fresh Debian 12 machine, as root. At this stage of the project it
 # installs the dependencies, builds gate46, validates the example configuration, and runs
-# gate46d inside a network namespace: start, reload (SIGHUP) and a clean stop (SIGTERM).
+# gate46d inside a network namespace: start, the shared mapping table edited and read with
+# gate46ctl while it runs, reload (SIGHUP) and a clean stop (SIGTERM).
 # Everything it creates (namespace, temporary files, the daemon) is removed on exit, also on
 # Ctrl-C or failure.
 set -euo pipefail
@@ -73,11 +74,20 @@ key_file = "$work/pool.key"
 socket = "$work/control.sock"
 TOML
 
+say "Making the pool key (gate46ctl keygen)"
+"$build/ctl/gate46ctl" --config "$work/gate46.toml" keygen
+
 say "Starting gate46d in $ns"
 ip netns exec "$ns" "$build/gateway/gate46d" --config "$work/gate46.toml" >"$work/gate46d.log" 2>&1 &
 daemon_pid=$!
 wait_for_log "gate46d running"
 cat "$work/gate46d.log"
+
+say "Adding two mappings by hand while gate46d runs, and reading the shared table"
+"$build/ctl/gate46ctl" --config "$work/gate46.toml" map add v6only.gate46.test
+"$build/ctl/gate46ctl" --config "$work/gate46.toml" map add printer.gate46.test --v4 198.18.0.9 --pin
+"$build/ctl/gate46ctl" --config "$work/gate46.toml" map list
+"$build/ctl/gate46ctl" --config "$work/gate46.toml" map stats
 
 say "Changing log.level and reloading (SIGHUP)"
 printf '[log]\nlevel = "debug"\n' >> "$work/gate46.toml"
