@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "gate46/common/config.hpp"
+#include "gate46/dns/dns_component.hpp"
 #include "gate46/gateway/daemon.hpp"
 
 int main(int argc, char** argv) {
@@ -33,7 +34,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     // Each component's issue registers its factory here.
-    const gate46::gateway::component_registry registry;
+    gate46::gateway::component_registry registry;
+    registry.add("dns", [](const gate46::component_context& context, gate46::gateway::daemon_services& services) {
+      return gate46::dns::make_dns_component(context, *services.resolver);
+    });
     gate46::gateway::daemon daemon{std::move(options), registry};
     return daemon.run();
   } catch (const gate46::config_error& e) {

@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "gate46/common/log.hpp"
+#include "gate46/dns/dns_component.hpp"
 #include "gate46/mapping/lmdb_store.hpp"
 
 namespace gate46::gateway {
@@ -126,6 +127,7 @@ int daemon::run() {
   }
   components_.clear();
   // Last: writes pending holds and syncs the store to disk.
+  resolver_.reset();
   store_.reset();
   log->info("gate46d stopped");
   return exit_status_;
@@ -140,6 +142,10 @@ bool daemon::open_services() {
     const auto key = mapping::load_pool_key(config_->pools.key_file);
     store_ = mapping::open_lmdb_store(mapping::lmdb_store_options::from_config(*config_, key));
     services_.store = store_.get();
+    // Answers cached for the whole network: 100,000 entries of a few hundred bytes each.
+    constexpr std::size_t cache_entries = 100'000;
+    resolver_ = std::make_unique<dns::upstream_resolver>(dns::upstream_settings_of(*config_), cache_entries);
+    services_.resolver = resolver_.get();
     logger("daemon")->info("mapping store {} open (pools {} and {})", config_->store.path.string(),
                            config_->pools.ipv4.to_string(), config_->pools.ipv6.to_string());
     return true;
@@ -195,6 +201,9 @@ void daemon::reload() {
   std::atomic_store(&config_, loaded);
   if (store_) {
     store_->set_lease_policy(loaded->pools.lease_grace, loaded->pools.hold_refresh);
+  }
+  if (resolver_) {
+    resolver_->reconfigure(dns::upstream_settings_of(*loaded));
   }
   for (const auto& c : components_) {
     try {

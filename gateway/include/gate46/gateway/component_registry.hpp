@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "gate46/common/component.hpp"
+#include "gate46/dns/resolver.hpp"
 #include "gate46/mapping/store.hpp"
 
 namespace gate46::gateway {
@@ -17,6 +18,8 @@ namespace gate46::gateway {
 struct daemon_services {
   // The mapping store; null when no running component needs it (firewall alone).
   mapping::mapping_store* store = nullptr;
+  // The one upstream resolver and cache (dns.upstreams); null like the store.
+  dns::upstream_resolver* resolver = nullptr;
 };
 
 class component_registry {
@@ -32,7 +35,8 @@ class component_registry {
   std::map<std::string, factory, std::less<>> factories_;
 };
 
-// The components that read or write the mapping store: the daemon opens it when one of them runs.
+// The components that use the mapping store and the resolver: the daemon opens both when one
+// of them runs.
 bool needs_store(std::string_view component);
 
 }  // namespace gate46::gateway

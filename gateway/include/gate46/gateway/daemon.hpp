@@ -68,6 +68,7 @@ class daemon {
   std::shared_ptr<const config> config_;
   std::unique_ptr<worker_pool> workers_;
   std::unique_ptr<mapping::mapping_store> store_;
+  std::unique_ptr<dns::upstream_resolver> resolver_;
   daemon_services services_;
   std::vector<std::unique_ptr<component>> components_;  // in start order
   bool stopping_ = false;                               // control thread only
