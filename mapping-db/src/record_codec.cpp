@@ -1,6 +1,7 @@
 #include "gate46/mapping/record_codec.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace gate46::mapping::codec {
 namespace {
@@ -29,6 +30,17 @@ void put_i64(bytes& out, std::int64_t v) {
 }
 std::int64_t get_i64(byte_view in) {
   return static_cast<std::int64_t>(get_u64(in));
+}
+
+// Times a time_point can hold: system_clock counts nanoseconds in 64 bits, about +-292 years.
+// A stored value outside that did not come from the encoder: the record is rejected.
+constexpr std::int64_t max_millis = std::numeric_limits<std::int64_t>::max() / 1'000'000;
+
+std::optional<time_point> checked_time(std::int64_t ms) {
+  if (ms > max_millis || ms < -max_millis) {
+    return std::nullopt;
+  }
+  return from_millis(ms);
 }
 
 void put_bytes(bytes& out, std::span<const std::uint8_t> b) {
@@ -83,10 +95,17 @@ std::optional<mapping> decode_name_value(const dns_name& name, byte_view value) 
   if (!m.v4 && !m.v6) {
     return std::nullopt;  // a mapping without an address is removed, never stored
   }
-  m.created = from_millis(get_i64(value.subspan(22, 8)));
-  m.last_used = from_millis(get_i64(value.subspan(30, 8)));
-  m.expiry = from_millis(get_i64(value.subspan(38, 8)));
-  m.held_until = from_millis(get_i64(value.subspan(46, 8)));
+  const auto created = checked_time(get_i64(value.subspan(22, 8)));
+  const auto last_used = checked_time(get_i64(value.subspan(30, 8)));
+  const auto expiry = checked_time(get_i64(value.subspan(38, 8)));
+  const auto held_until = checked_time(get_i64(value.subspan(46, 8)));
+  if (!created || !last_used || !expiry || !held_until) {
+    return std::nullopt;
+  }
+  m.created = *created;
+  m.last_used = *last_used;
+  m.expiry = *expiry;
+  m.held_until = *held_until;
   return m;
 }
 
@@ -122,7 +141,11 @@ std::optional<address_entry> decode_address_value(byte_view value) {
   }
   address_entry entry;
   entry.state = static_cast<address_entry::kind>(value[1]);
-  entry.until = from_millis(get_i64(value.subspan(2, 8)));
+  const auto until = checked_time(get_i64(value.subspan(2, 8)));
+  if (!until) {
+    return std::nullopt;
+  }
+  entry.until = *until;
   const auto name_bytes = value.subspan(10);
   if (entry.state == address_entry::kind::mapped) {
     entry.name = dns_name::from_wire(name_bytes);
@@ -152,8 +175,11 @@ std::optional<lru_key> decode_lru_key(byte_view key) {
   if (!address || address->is_v4() != (key[0] == 4)) {
     return std::nullopt;
   }
-  return lru_key{*address,
-                 from_millis(static_cast<std::int64_t>(get_u64(key.subspan(1, 8)) ^ (std::uint64_t{1} << 63)))};
+  const auto last_used = checked_time(static_cast<std::int64_t>(get_u64(key.subspan(1, 8)) ^ (std::uint64_t{1} << 63)));
+  if (!last_used) {
+    return std::nullopt;
+  }
+  return lru_key{*address, *last_used};
 }
 
 bytes lru_range_start(ip_family family) {
