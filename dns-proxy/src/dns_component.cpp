@@ -1,5 +1,6 @@
 #include "gate46/dns/dns_component.hpp"
 
+#include "gate46/common/address_watcher.hpp"
 #include "gate46/common/log.hpp"
 #include "gate46/dns/server.hpp"
 
@@ -14,6 +15,8 @@ class dns_component final : public component {
  public:
   dns_component(const component_context& context, upstream_resolver& resolver)
       : listen_{context.initial_config.dns.listen},
+        interfaces_{context.initial_config.lan.interfaces},
+        control_{context.control},
         resolver_{resolver},
         server_{context.workers, resolver, server_settings_of(context.initial_config)} {}
 
@@ -23,12 +26,19 @@ class dns_component final : public component {
     for (const auto& at : listen_) {
       server_.listen(at);
     }
+    if (listen_.empty()) {
+      follow_interfaces();
+    }
   }
 
   void reconfigure(const config& cfg) override { server_.reconfigure(server_settings_of(cfg)); }
 
   boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point /*deadline*/) override {
     // DNS transactions are short: the server closes now and waits for answers in flight.
+    subscription_.reset();
+    if (watcher_) {
+      watcher_->stop();
+    }
     co_await server_.stop();
   }
 
@@ -44,9 +54,35 @@ class dns_component final : public component {
   }
 
  private:
+  // dns.listen is empty: serve port 53 on every usable address of lan.interfaces, as the
+  // kernel adds and removes them. The watcher calls back on the control thread, which owns the
+  // server's listeners. Link-local addresses are skipped: LAN hosts use the global ones.
+  void follow_interfaces() {
+    watcher_ = std::make_unique<address_watcher>(control_, interfaces_);
+    subscription_ = watcher_->subscribe([this](const address_change& change) {
+      if (change.address.is_link_local()) {
+        return;
+      }
+      const endpoint at{change.address.address, 53};
+      if (change.what == address_change::kind::removed) {
+        server_.close(at);
+        return;
+      }
+      try {
+        server_.listen(at);
+      } catch (const std::exception& e) {
+        logger("dns")->error("cannot serve DNS on {} ({}): {}", at.to_string(), change.address.interface, e.what());
+      }
+    });
+  }
+
   std::vector<endpoint> listen_;
+  std::vector<std::string> interfaces_;
+  boost::asio::any_io_executor control_;
   upstream_resolver& resolver_;
   dns_server server_;
+  std::unique_ptr<address_watcher> watcher_;
+  address_watcher::subscription subscription_;
 };
 
 }  // namespace

@@ -184,7 +184,7 @@ std::optional<bytes> make_refusal(byte_view wire) {
   return header_only_reply(wire, rcode::refused);
 }
 
-bytes make_upstream_query(const question& q, std::uint16_t id, bool checking_disabled) {
+bytes make_upstream_query(const question& q, std::uint16_t id, bool checking_disabled, bool dnssec_ok) {
   const auto wire = q.name.wire();
   ldns_rdf* name = ldns_rdf_new_frm_data(LDNS_RDF_TYPE_DNAME, wire.size(), wire.data());
   const std::uint16_t flags = LDNS_RD | (checking_disabled ? LDNS_CD : 0);
@@ -192,6 +192,7 @@ bytes make_upstream_query(const question& q, std::uint16_t id, bool checking_dis
       ldns_pkt_query_new(name, static_cast<ldns_rr_type>(q.type), static_cast<ldns_rr_class>(q.qclass), flags)};
   ldns_pkt_set_id(pkt.get(), id);
   ldns_pkt_set_edns_udp_size(pkt.get(), edns_buffer_size);
+  ldns_pkt_set_edns_do(pkt.get(), dnssec_ok);
   return serialise(pkt.get());
 }
 
@@ -224,8 +225,7 @@ bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std:
   }
   const bool client_edns = q.edns_udp_size.has_value();
   auto pkt = reply_skeleton(q);
-  ldns_pkt_set_aa(pkt.get(), ldns_pkt_aa(upstream.get()));
-  ldns_pkt_set_ra(pkt.get(), true);
+  ldns_pkt_set_ra(pkt.get(), true);  // AA stays clear: a forwarder is not authoritative
   // RFC 6840 §5.8: AD only for clients that asked about DNSSEC.
   ldns_pkt_set_ad(pkt.get(), q.dnssec_ok && ldns_pkt_ad(upstream.get()));
   set_rcode(pkt.get(), a.code, client_edns);
@@ -242,7 +242,6 @@ bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std:
   }
   // Too big for the client's transport: the header, question and OPT, with TC set.
   auto truncated = reply_skeleton(q);
-  ldns_pkt_set_aa(truncated.get(), ldns_pkt_aa(upstream.get()));
   ldns_pkt_set_ra(truncated.get(), true);
   set_rcode(truncated.get(), a.code, client_edns);
   ldns_pkt_set_tc(truncated.get(), true);
@@ -252,13 +251,36 @@ bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std:
 std::vector<ip_address> addresses_in(const answer& a, ip_family family) {
   std::vector<ip_address> out;
   const auto pkt = parse(a.wire);
-  if (!pkt) {
+  if (!pkt || ldns_rr_list_rr_count(ldns_pkt_question(pkt.get())) != 1) {
     return out;
   }
+  const auto name_of = [](const ldns_rdf* rdf) {
+    return dns_name::from_wire({ldns_rdf_data(rdf), ldns_rdf_size(rdf)});
+  };
   const ldns_rr_list* answers = ldns_pkt_answer(pkt.get());
+  // Follow the CNAME chain from the question's name (bounded: a loop ends it), then take the
+  // addresses owned by the name it ends at, and only those.
+  auto target = name_of(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(pkt.get()), 0)));
+  for (int hops = 0; target && hops < 16; ++hops) {
+    std::optional<dns_name> next;
+    for (std::size_t i = 0; i < ldns_rr_list_rr_count(answers) && !next; ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(answers, i);
+      if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
+          name_of(ldns_rr_owner(rr)) == target) {
+        next = name_of(ldns_rr_rdf(rr, 0));
+      }
+    }
+    if (!next) {
+      break;
+    }
+    target = std::move(next);
+  }
+  if (!target) {
+    return out;
+  }
   for (std::size_t i = 0; i < ldns_rr_list_rr_count(answers); ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(answers, i);
-    if (ldns_rr_rd_count(rr) != 1) {
+    if (ldns_rr_rd_count(rr) != 1 || name_of(ldns_rr_owner(rr)) != target) {
       continue;
     }
     const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);

@@ -52,7 +52,7 @@ enum class outcome : std::uint8_t { answered, ignored_only, failed };
 
 // One query to one upstream over UDP within `timeout`. Datagrams that are not the answer are
 // counted in `ignored` and waited past; a connected socket never sees other sources.
-asio::awaitable<std::optional<answer>> udp_exchange(const endpoint& upstream, const question& q, bool cd,
+asio::awaitable<std::optional<answer>> udp_exchange(const endpoint& upstream, const question& q, query_flags flags,
                                                     std::chrono::milliseconds timeout, std::uint64_t& ignored) {
   auto executor = co_await asio::this_coro::executor;
   const auto target = to_asio_endpoint<asio::ip::udp>(upstream);
@@ -67,12 +67,14 @@ asio::awaitable<std::optional<answer>> udp_exchange(const endpoint& upstream, co
     co_return std::nullopt;
   }
   const auto id = random_id();
-  const auto wire = make_upstream_query(q, id, cd);
+  const auto wire = make_upstream_query(q, id, flags.checking_disabled, flags.dnssec_ok);
   asio::steady_timer deadline{executor, timeout};
   if (auto [send_ec, sent] = co_await socket.async_send(asio::buffer(wire), use_tuple); send_ec) {
     co_return std::nullopt;
   }
-  std::vector<std::uint8_t> buffer(65536);
+  // We advertise 1232 bytes; a datagram beyond this buffer is cut, fails to parse and is
+  // ignored like any other bad answer. Small buffers keep a flood of queries cheap.
+  std::vector<std::uint8_t> buffer(4096);
   while (true) {
     auto first = co_await (socket.async_receive(asio::buffer(buffer), use_tuple) || deadline.async_wait(use_tuple));
     if (first.index() == 1) {
@@ -90,7 +92,7 @@ asio::awaitable<std::optional<answer>> udp_exchange(const endpoint& upstream, co
 }
 
 // The same over TCP (after a truncated UDP answer), RFC 7766 framing.
-asio::awaitable<std::optional<answer>> tcp_exchange(const endpoint& upstream, const question& q, bool cd,
+asio::awaitable<std::optional<answer>> tcp_exchange(const endpoint& upstream, const question& q, query_flags flags,
                                                     std::chrono::milliseconds timeout) {
   auto executor = co_await asio::this_coro::executor;
   asio::ip::tcp::socket socket{executor};
@@ -101,7 +103,7 @@ asio::awaitable<std::optional<answer>> tcp_exchange(const endpoint& upstream, co
     co_return std::nullopt;
   }
   const auto id = random_id();
-  const auto wire = make_upstream_query(q, id, cd);
+  const auto wire = make_upstream_query(q, id, flags.checking_disabled, flags.dnssec_ok);
   const std::array<std::uint8_t, 2> prefix{static_cast<std::uint8_t>(wire.size() >> 8),
                                            static_cast<std::uint8_t>(wire.size())};
   const std::array<asio::const_buffer, 2> framed{asio::buffer(prefix), asio::buffer(wire)};
@@ -137,10 +139,12 @@ std::error_code make_error_code(resolve_errc e) noexcept {
 
 // ---- cache -------------------------------------------------------------------------------------
 
-answer_cache::answer_cache(std::size_t max_entries) : max_entries_{std::max<std::size_t>(1, max_entries)} {}
+answer_cache::answer_cache(std::size_t max_entries, std::size_t max_bytes)
+    : max_entries_{std::max<std::size_t>(1, max_entries)}, max_bytes_{max_bytes} {}
 
-std::string answer_cache::key_of(const question& q) {
+std::string answer_cache::key_of(const question& q, query_flags flags) {
   std::string key{q.name.wire_view()};
+  key.push_back(static_cast<char>((flags.checking_disabled ? 1 : 0) | (flags.dnssec_ok ? 2 : 0)));
   key.push_back(static_cast<char>(q.type >> 8));
   key.push_back(static_cast<char>(q.type));
   key.push_back(static_cast<char>(q.qclass >> 8));
@@ -148,14 +152,15 @@ std::string answer_cache::key_of(const question& q) {
   return key;
 }
 
-std::optional<timed_answer> answer_cache::get(const question& q, steady_clock::time_point now) {
-  const auto key = key_of(q);
+std::optional<timed_answer> answer_cache::get(const question& q, steady_clock::time_point now, query_flags flags) {
+  const auto key = key_of(q, flags);
   const std::lock_guard lock{mutex_};
   const auto it = index_.find(key);
   if (it == index_.end()) {
     return std::nullopt;
   }
   if (it->second->expires <= now) {
+    bytes_ -= it->second->a->wire.size();
     lru_.erase(it->second);
     index_.erase(it);
     return std::nullopt;
@@ -164,20 +169,24 @@ std::optional<timed_answer> answer_cache::get(const question& q, steady_clock::t
   return timed_answer{it->second->a, std::chrono::duration_cast<std::chrono::seconds>(now - it->second->stored)};
 }
 
-void answer_cache::put(const question& q, std::shared_ptr<const answer> a, steady_clock::time_point now) {
-  if (a->cache_ttl.count() <= 0) {
+void answer_cache::put(const question& q, std::shared_ptr<const answer> a, steady_clock::time_point now,
+                       query_flags flags) {
+  if (a->cache_ttl.count() <= 0 || a->wire.size() > max_bytes_) {
     return;
   }
-  auto key = key_of(q);
+  auto key = key_of(q, flags);
   const auto expires = now + a->cache_ttl;
   const std::lock_guard lock{mutex_};
   if (const auto it = index_.find(key); it != index_.end()) {
+    bytes_ -= it->second->a->wire.size();
     lru_.erase(it->second);
     index_.erase(it);
   }
+  bytes_ += a->wire.size();
   lru_.push_front(entry{key, std::move(a), now, expires});
   index_.emplace(std::move(key), lru_.begin());
-  while (lru_.size() > max_entries_) {
+  while (lru_.size() > max_entries_ || bytes_ > max_bytes_) {
+    bytes_ -= lru_.back().a->wire.size();
     index_.erase(lru_.back().key);
     lru_.pop_back();
   }
@@ -207,24 +216,24 @@ upstream_resolver::counters upstream_resolver::stats() const {
   return counters_;
 }
 
-asio::awaitable<result<timed_answer>> upstream_resolver::query(question q, bool checking_disabled) {
-  if (auto cached = cache_.get(q, steady_clock::now())) {
+asio::awaitable<result<timed_answer>> upstream_resolver::query(question q, query_flags flags) {
+  if (auto cached = cache_.get(q, steady_clock::now(), flags)) {
     const std::lock_guard lock{mutex_};
     ++counters_.cache_hits;
     co_return *cached;
   }
-  auto fresh = co_await exchange(q, checking_disabled);
+  auto fresh = co_await exchange(q, flags);
   if (!fresh) {
     co_return fresh.error();
   }
-  cache_.put(q, *fresh, steady_clock::now());
+  cache_.put(q, *fresh, steady_clock::now(), flags);
   co_return timed_answer{*fresh, std::chrono::seconds{0}};
 }
 
 // dns.upstream_tries attempts, each to the next upstream in turn, each within
 // dns.upstream_timeout_ms; a truncated UDP answer is asked again over TCP.
 asio::awaitable<result<std::shared_ptr<const answer>>> upstream_resolver::exchange(const question& q,
-                                                                                   bool checking_disabled) {
+                                                                                   query_flags flags) {
   std::shared_ptr<const upstream_settings> settings;
   std::uint64_t first = 0;
   {
@@ -235,11 +244,11 @@ asio::awaitable<result<std::shared_ptr<const answer>>> upstream_resolver::exchan
   for (unsigned attempt = 0; attempt < settings->tries && !settings->upstreams.empty(); ++attempt) {
     const auto& upstream = settings->upstreams[(first + attempt) % settings->upstreams.size()];
     std::uint64_t ignored = 0;
-    auto a = co_await udp_exchange(upstream, q, checking_disabled, settings->timeout, ignored);
+    auto a = co_await udp_exchange(upstream, q, flags, settings->timeout, ignored);
     bool fell_back = false;
     if (a && a->truncated) {
       fell_back = true;
-      if (auto over_tcp = co_await tcp_exchange(upstream, q, checking_disabled, settings->timeout)) {
+      if (auto over_tcp = co_await tcp_exchange(upstream, q, flags, settings->timeout)) {
         a = std::move(over_tcp);
       }
     }
@@ -259,7 +268,7 @@ asio::awaitable<result<std::shared_ptr<const answer>>> upstream_resolver::exchan
 
 asio::awaitable<result<std::vector<ip_address>>> upstream_resolver::resolve(dns_name name, ip_family family) {
   const question q{std::move(name), family == ip_family::v4 ? rr_type::a : rr_type::aaaa, class_in};
-  auto r = co_await query(q, false);
+  auto r = co_await query(q, {});
   if (!r) {
     co_return r.error();
   }

@@ -33,9 +33,10 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // UDP queries being answered at once per server; past it new ones are dropped (the client
 // retries), so a flood of queries to a dead upstream cannot exhaust memory.
 constexpr std::uint64_t max_udp_in_flight = 8192;
-// Queries in flight on one TCP connection; past it the connection stops reading until some
-// are answered.
-constexpr unsigned max_tcp_in_flight = 64;
+// Queries in flight plus replies not yet written, per TCP connection; past it the connection
+// stops reading until some are answered and written, so a client that never reads its answers
+// holds at most this many in memory.
+constexpr std::size_t max_tcp_backlog = 64;
 
 // SO_REUSEPORT: one socket per worker on the same endpoint, spread by the kernel.
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
@@ -119,7 +120,7 @@ class active_guard {
 
 // The reply for a parsed query: the upstream answer fitted to `limit`, or SERVFAIL.
 asio::awaitable<bytes> answer_query(const state_ptr& st, const query& q, std::size_t limit) {
-  auto r = co_await st->upstream.query(q.q, q.checking_disabled);
+  auto r = co_await st->upstream.query(q.q, {q.checking_disabled, q.dnssec_ok});
   if (!r) {
     ++st->servfail;
     co_return make_error_reply(q, rcode::servfail);
@@ -191,8 +192,9 @@ class tcp_session : public std::enable_shared_from_this<tcp_session> {
     const auto id = register_closer();
     try {
       co_await read_queries();
-      // Finish what was asked before closing.
-      while (in_flight_ > 0 && socket_.is_open()) {
+      // Finish what was asked, and write it out, before closing (a client may half-close
+      // after its last query and still read every answer).
+      while ((in_flight_ > 0 || writing_ || !outbox_.empty()) && socket_.is_open()) {
         idle_.expires_after(std::chrono::milliseconds{10});
         co_await idle_.async_wait(use_tuple);
       }
@@ -237,7 +239,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session> {
     std::array<std::uint8_t, 2> length{};
     std::vector<std::uint8_t> message;
     while (socket_.is_open()) {
-      while (in_flight_ >= max_tcp_in_flight && socket_.is_open()) {
+      while (in_flight_ + outbox_.size() >= max_tcp_backlog && socket_.is_open()) {
         idle_.expires_after(std::chrono::milliseconds{5});
         co_await idle_.async_wait(use_tuple);
       }
@@ -250,11 +252,12 @@ class tcp_session : public std::enable_shared_from_this<tcp_session> {
         co_return;
       }
       if (!allowed) {
+        // One REFUSED, then the connection ends: outside clients hold no slot for long.
         ++st_->refused_clients;
         if (auto refusal = make_refusal(message)) {
           send(std::move(*refusal));
         }
-        continue;
+        co_return;
       }
       auto parsed = parse_query(message);
       if (std::holds_alternative<drop>(parsed)) {

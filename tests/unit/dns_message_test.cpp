@@ -270,7 +270,7 @@ TEST(dns_message, replies_too_big_for_the_client_are_truncated) {
 
 TEST(dns_message, upstream_query_carries_edns) {
   const question q{*dns_name::parse("a.example"), rr_type::aaaa, class_in};
-  const auto wire = make_upstream_query(q, 0x5555, false);
+  const auto wire = make_upstream_query(q, 0x5555, false, true);
   EXPECT_EQ(u16_at(wire, 0), 0x5555);
   EXPECT_EQ(wire[2] & 0x01, 1);    // RD
   EXPECT_EQ(u16_at(wire, 10), 1);  // OPT

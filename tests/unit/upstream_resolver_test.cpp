@@ -144,7 +144,7 @@ TEST(upstream_resolver, retries_truncated_answers_over_tcp) {
   asio::io_context io;
   fake_upstream up{io, [](const bytes& q, int) { return std::vector<bytes>{response(q, 0x80, {}, true)}; }};
   upstream_resolver r{{{up.at()}, 500ms, 1}, 100};
-  const auto a = run(io, r.query(a_question, false));
+  const auto a = run(io, r.query(a_question, {}));
   ASSERT_TRUE(a);
   EXPECT_FALSE(a->a->truncated);
   EXPECT_EQ(addresses_in(*a->a, ip_family::v4).size(), 3U);
@@ -165,7 +165,7 @@ TEST(upstream_resolver, fails_over_and_times_out) {
   {
     upstream_resolver r{{{silent.at()}, 100ms, 2}, 100};
     const auto started = std::chrono::steady_clock::now();
-    const auto a = run(io, r.query(a_question, false));
+    const auto a = run(io, r.query(a_question, {}));
     ASSERT_FALSE(a);
     EXPECT_EQ(a.error(), resolve_errc::timeout);
     EXPECT_GE(std::chrono::steady_clock::now() - started, 200ms);  // two attempts of 100 ms

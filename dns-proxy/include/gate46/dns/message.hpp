@@ -105,8 +105,8 @@ struct answer {
   std::chrono::seconds cache_ttl{0};
 };
 
-// The query we send: RD set, CD as given, EDNS0 with our buffer size.
-bytes make_upstream_query(const question& q, std::uint16_t id, bool checking_disabled);
+// The query we send: RD set, CD and DO as given, EDNS0 with our buffer size.
+bytes make_upstream_query(const question& q, std::uint16_t id, bool checking_disabled, bool dnssec_ok);
 
 // Accepts `wire` only if it answers our query: same ID, QR set, one question equal to ours
 // (name compared case-insensitively, type, class). Otherwise nullopt: the caller keeps waiting.
@@ -117,8 +117,8 @@ std::optional<answer> accept_upstream_answer(byte_view wire, std::uint16_t id, c
 // `limit` bytes: past it, the sections are dropped and TC is set.
 bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std::size_t limit);
 
-// The addresses of `family` in the answer section (after the CNAME chain the upstream
-// resolver followed).
+// The addresses of `family` in the answer section owned by the name the question's CNAME chain
+// ends at (never those of unrelated names an upstream added).
 std::vector<ip_address> addresses_in(const answer& a, ip_family family);
 
 }  // namespace gate46::dns

@@ -37,6 +37,15 @@ std::error_code make_error_code(resolve_errc e) noexcept;
 template <typename T>
 using result = boost::system::result<T, std::error_code>;
 
+// The query bits that change what an upstream answers: CD (no validation) and DO (DNSSEC
+// records wanted). Answers are cached per combination: an unvalidated CD answer must not reach
+// a client that relies on validation, nor a DNSSEC-less one a client that asked for records.
+struct query_flags {
+  bool checking_disabled = false;
+  bool dnssec_ok = false;
+  friend bool operator==(const query_flags&, const query_flags&) = default;
+};
+
 // An answer and how long ago it was received (zero when it comes straight from upstream).
 struct timed_answer {
   std::shared_ptr<const answer> a;
@@ -51,7 +60,7 @@ class resolver {
   virtual ~resolver() = default;
 
   // The whole answer for `q`: every rcode is an answer; only `timeout` is an error.
-  virtual boost::asio::awaitable<result<timed_answer>> query(question q, bool checking_disabled) = 0;
+  virtual boost::asio::awaitable<result<timed_answer>> query(question q, query_flags flags) = 0;
   // The real addresses of `name` in `family` (A or AAAA, after CNAMEs).
   virtual boost::asio::awaitable<result<std::vector<ip_address>>> resolve(dns_name name, ip_family family) = 0;
 };
@@ -60,11 +69,13 @@ class resolver {
 // recently used entry goes first. Thread-safe.
 class answer_cache {
  public:
-  explicit answer_cache(std::size_t max_entries);
+  explicit answer_cache(std::size_t max_entries, std::size_t max_bytes = std::size_t{64} << 20);
 
-  [[nodiscard]] std::optional<timed_answer> get(const question& q, std::chrono::steady_clock::time_point now);
-  // Ignored when the answer's cache_ttl is zero.
-  void put(const question& q, std::shared_ptr<const answer> a, std::chrono::steady_clock::time_point now);
+  [[nodiscard]] std::optional<timed_answer> get(const question& q, std::chrono::steady_clock::time_point now,
+                                                query_flags flags = {});
+  // Ignored when the answer's cache_ttl is zero. At most `max_bytes` of answers are kept.
+  void put(const question& q, std::shared_ptr<const answer> a, std::chrono::steady_clock::time_point now,
+           query_flags flags = {});
   [[nodiscard]] std::size_t size() const;
 
  private:
@@ -74,9 +85,11 @@ class answer_cache {
     std::chrono::steady_clock::time_point stored;
     std::chrono::steady_clock::time_point expires;
   };
-  static std::string key_of(const question& q);
+  static std::string key_of(const question& q, query_flags flags);
 
   std::size_t max_entries_;
+  std::size_t max_bytes_;
+  std::size_t bytes_ = 0;  // of the answers held
   mutable std::mutex mutex_;
   std::list<entry> lru_;  // most recently used first
   std::unordered_map<std::string, std::list<entry>::iterator> index_;
@@ -96,7 +109,7 @@ class upstream_resolver final : public resolver {
  public:
   upstream_resolver(upstream_settings settings, std::size_t cache_entries);
 
-  boost::asio::awaitable<result<timed_answer>> query(question q, bool checking_disabled) override;
+  boost::asio::awaitable<result<timed_answer>> query(question q, query_flags flags) override;
   boost::asio::awaitable<result<std::vector<ip_address>>> resolve(dns_name name, ip_family family) override;
 
   // dns.upstreams, dns.upstream_timeout_ms, dns.upstream_tries on SIGHUP.
@@ -112,7 +125,7 @@ class upstream_resolver final : public resolver {
   [[nodiscard]] counters stats() const;
 
  private:
-  boost::asio::awaitable<result<std::shared_ptr<const answer>>> exchange(const question& q, bool checking_disabled);
+  boost::asio::awaitable<result<std::shared_ptr<const answer>>> exchange(const question& q, query_flags flags);
 
   mutable std::mutex mutex_;  // guards settings_ and counters_
   std::shared_ptr<const upstream_settings> settings_;
