@@ -62,7 +62,8 @@ struct dns_server::state {
   std::atomic<std::uint64_t> tcp_queries{0};
   std::atomic<std::uint64_t> refused_clients{0};
   std::atomic<std::uint64_t> malformed{0};
-  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> dropped{0};  // not queries (responses, no header)
+  std::atomic<std::uint64_t> shed{0};     // queries dropped for max_udp_in_flight
   std::atomic<std::uint64_t> servfail{0};
   std::atomic<std::uint64_t> tcp_connections{0};
   std::atomic<std::uint64_t> tcp_rejected{0};
@@ -167,7 +168,7 @@ asio::awaitable<void> udp_loop(state_ptr st, std::shared_ptr<udp::socket> socket
       ++st->malformed;
       co_await socket->async_send_to(asio::buffer(*immediate), sender, use_tuple);
     } else if (st->udp_in_flight.load() >= max_udp_in_flight) {
-      ++st->dropped;
+      ++st->shed;  // overloaded: the client will retry
     } else {
       ++st->udp_queries;
       ++st->udp_in_flight;
