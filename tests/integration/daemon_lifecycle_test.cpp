@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gate46/testing/gate46_config.hpp"
 #include "gate46/testing/netns.hpp"
 #include "gate46/testing/privileges.hpp"
 #include "gate46/testing/process.hpp"
@@ -43,7 +44,6 @@ class daemon_lifecycle : public ::testing::Test {
     client_.emplace("client");
     connect_veth(*gw_, {"lan0", {"192.0.2.1/24", "2001:db8:1::1/64"}},  //
                  *client_, {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64"}});
-    dir_.write_file("pool.key", "0123456789abcdef");  // pools.key_file: 16 bytes
     write_config({});
   }
 
@@ -62,21 +62,8 @@ class daemon_lifecycle : public ::testing::Test {
            "mode = \"" +
            s.dns_mode +
            "\"\n"
-           "\n"
-           "[store]\n"
-           "path = \"" +
-           (dir_ / "mappings.mdb").string() +
-           "\"\n"
-           "\n"
-           "[pools]\n"
-           "key_file = \"" +
-           (dir_ / "pool.key").string() +
-           "\"\n"
-           "\n"
-           "[control]\n"
-           "socket = \"" +
-           (dir_ / "control.sock").string() +
-           "\"\n"
+           "\n" +
+           private_state_sections(dir_.path()) +
            "\n"
            "[log]\n"
            "level = \"" +

@@ -24,6 +24,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gate46/testing/gate46_config.hpp"
 #include "gate46/testing/knot.hpp"
 #include "gate46/testing/netns.hpp"
 #include "gate46/testing/privileges.hpp"
@@ -531,21 +532,8 @@ class dns_proxy : public ::testing::TestWithParam<addressing> {
            "tcp_idle_timeout = " +
            std::to_string(tcp_idle_timeout_s) +
            "\n"
-           "\n"
-           "[store]\n"
-           "path = \"" +
-           (dir_ / "mappings.mdb").string() +
-           "\"\n"
-           "\n"
-           "[pools]\n"
-           "key_file = \"" +
-           (dir_ / "pool.key").string() +
-           "\"\n"
-           "\n"
-           "[control]\n"
-           "socket = \"" +
-           (dir_ / "control.sock").string() +
-           "\"\n"
+           "\n" +
+           private_state_sections(dir_.path()) +
            "\n"
            "[log]\n"
            "level = \"info\"\n";

@@ -1,0 +1,13 @@
+// Pieces of gate46 configuration files that every test running gate46d writes alike.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace gate46::testing {
+
+// The [store], [pools] and [control] sections that keep a test's gate46d state (mapping store,
+// pool key, control socket) inside `dir`; writes the 16-byte pool key they name if missing.
+std::string private_state_sections(const std::filesystem::path& dir);
+
+}  // namespace gate46::testing
