@@ -488,7 +488,6 @@ class dns_proxy : public ::testing::TestWithParam<addressing> {
                  *client_, {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64", "198.51.100.2/24", "2001:db8:3::2/64"}});
     connect_veth(*gw_, {"up0", {"203.0.113.1/24", "2001:db8:2::1/64"}},  //
                  *auth_, {"eth0", {"203.0.113.2/24", "2001:db8:2::2/64"}});
-    dir_.write_file("pool.key", "0123456789abcdef");  // pools.key_file: 16 bytes
     tools_ = dir_.write_file("dns_tools.py", tools_py);
     write_config({net().upstream_conf});
   }
