@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
 
 #include <boost/asio/as_tuple.hpp>
@@ -25,6 +26,8 @@ using std::chrono::steady_clock;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// How long an upstream that timed out is tried after the others.
+constexpr std::chrono::seconds upstream_penalty{30};
 
 class resolve_error_category final : public std::error_category {
  public:
@@ -235,14 +238,25 @@ asio::awaitable<result<timed_answer>> upstream_resolver::query(question q, query
 asio::awaitable<result<std::shared_ptr<const answer>>> upstream_resolver::exchange(const question& q,
                                                                                    query_flags flags) {
   std::shared_ptr<const upstream_settings> settings;
-  std::uint64_t first = 0;
+  std::vector<std::size_t> order;  // indexes into settings->upstreams, in the order to try them
   {
     const std::lock_guard lock{mutex_};
     settings = settings_;
-    first = next_upstream_++;
+    const auto count = settings->upstreams.size();
+    const auto first = next_upstream_++;
+    for (std::size_t i = 0; i < count; ++i) {
+      order.push_back((first + i) % count);
+    }
+    // Upstreams that timed out lately go last: one dead upstream must not cost every other
+    // query a full timeout. They are still tried when the others fail.
+    const auto now = steady_clock::now();
+    std::stable_partition(order.begin(), order.end(), [&](std::size_t i) {
+      const auto it = failed_until_.find(settings->upstreams[i]);
+      return it == failed_until_.end() || it->second <= now;
+    });
   }
-  for (unsigned attempt = 0; attempt < settings->tries && !settings->upstreams.empty(); ++attempt) {
-    const auto& upstream = settings->upstreams[(first + attempt) % settings->upstreams.size()];
+  for (unsigned attempt = 0; attempt < settings->tries && !order.empty(); ++attempt) {
+    const auto& upstream = settings->upstreams[order[attempt % order.size()]];
     std::uint64_t ignored = 0;
     auto a = co_await udp_exchange(upstream, q, flags, settings->timeout, ignored);
     bool fell_back = false;
@@ -258,6 +272,11 @@ asio::awaitable<result<std::shared_ptr<const answer>>> upstream_resolver::exchan
       counters_.ignored_answers += ignored;
       counters_.tcp_fallbacks += fell_back ? 1 : 0;
       counters_.upstream_timeouts += a ? 0 : 1;
+      if (a) {
+        failed_until_.erase(upstream);
+      } else {
+        failed_until_[upstream] = steady_clock::now() + upstream_penalty;
+      }
     }
     if (a) {
       co_return std::make_shared<const answer>(std::move(*a));

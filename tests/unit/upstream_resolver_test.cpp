@@ -172,6 +172,21 @@ TEST(upstream_resolver, fails_over_and_times_out) {
   }
 }
 
+TEST(upstream_resolver, a_timed_out_upstream_is_tried_last) {
+  asio::io_context io;
+  fake_upstream silent{io, [](const bytes&, int) { return std::vector<bytes>{}; }};
+  fake_upstream good{io, [](const bytes& q, int) { return std::vector<bytes>{response(q, 0x80, {{192, 0, 2, 9}})}; }};
+  upstream_resolver r{{{silent.at(), good.at()}, 200ms, 2}, 100};
+  // Four different names (no cache): in turn, two of them would start at `silent`; only the
+  // first pays its timeout.
+  for (const char* n : {"a.gate46.test", "b.gate46.test", "c.gate46.test", "d.gate46.test"}) {
+    ASSERT_TRUE(run(io, r.resolve(*dns_name::parse(n), ip_family::v4))) << n;
+  }
+  EXPECT_EQ(r.stats().upstream_timeouts, 1U);
+  EXPECT_EQ(silent.udp_queries, 1);
+  EXPECT_EQ(good.udp_queries, 4);
+}
+
 TEST(upstream_resolver, caches_and_reports_negative_outcomes) {
   asio::io_context io;
   fake_upstream up{io, [](const bytes& q, int) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -105,6 +106,7 @@ struct upstream_settings {
 // Forwards to dns.upstreams over UDP (TCP when truncated): a fresh socket per exchange, so
 // source ports are the kernel's random ephemeral ports, and random IDs; answers that do not
 // match the question, come from elsewhere (connected sockets) or carry another ID are ignored.
+// Queries start at the upstreams in turn; one that timed out in the last 30 s is tried last.
 class upstream_resolver final : public resolver {
  public:
   upstream_resolver(upstream_settings settings, std::size_t cache_entries);
@@ -131,6 +133,7 @@ class upstream_resolver final : public resolver {
   std::shared_ptr<const upstream_settings> settings_;
   counters counters_;
   std::uint64_t next_upstream_ = 0;
+  std::map<endpoint, std::chrono::steady_clock::time_point> failed_until_;  // recent timeouts
   answer_cache cache_;
 };
 
