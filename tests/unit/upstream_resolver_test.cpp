@@ -110,7 +110,7 @@ struct fake_upstream {
 template <typename T>
 T run(asio::io_context& io, asio::awaitable<T> work) {
   std::optional<T> out;
-  asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
+  asio::co_spawn(io, std::move(work), [&](const std::exception_ptr& e, T value) {
     if (e) {
       std::rethrow_exception(e);
     }
@@ -123,7 +123,9 @@ T run(asio::io_context& io, asio::awaitable<T> work) {
   return std::move(*out);
 }
 
-const question a_question{*dns_name::parse("a.gate46.test"), rr_type::a, class_in};
+question a_question() {
+  return {*dns_name::parse("a.gate46.test"), rr_type::a, class_in};
+}
 
 TEST(upstream_resolver, ignores_forged_answers_and_takes_the_real_one) {
   asio::io_context io;
@@ -134,7 +136,7 @@ TEST(upstream_resolver, ignores_forged_answers_and_takes_the_real_one) {
                      };
                    }};
   upstream_resolver r{{{up.at()}, 500ms, 1}, 100};
-  const auto addresses = run(io, r.resolve(a_question.name, ip_family::v4));
+  const auto addresses = run(io, r.resolve(a_question().name, ip_family::v4));
   ASSERT_TRUE(addresses);
   EXPECT_EQ(*addresses, std::vector<ip_address>{*ip_address::parse("192.0.2.7")});
   EXPECT_GE(r.stats().ignored_answers, 1U);
@@ -144,7 +146,7 @@ TEST(upstream_resolver, retries_truncated_answers_over_tcp) {
   asio::io_context io;
   fake_upstream up{io, [](const bytes& q, int) { return std::vector<bytes>{response(q, 0x80, {}, true)}; }};
   upstream_resolver r{{{up.at()}, 500ms, 1}, 100};
-  const auto a = run(io, r.query(a_question, {}));
+  const auto a = run(io, r.query(a_question(), {}));
   ASSERT_TRUE(a);
   EXPECT_FALSE(a->a->truncated);
   EXPECT_EQ(addresses_in(*a->a, ip_family::v4).size(), 3U);
@@ -158,14 +160,14 @@ TEST(upstream_resolver, fails_over_and_times_out) {
   fake_upstream good{io, [](const bytes& q, int) { return std::vector<bytes>{response(q, 0x80, {{192, 0, 2, 9}})}; }};
   {
     upstream_resolver r{{{silent.at(), good.at()}, 200ms, 2}, 100};
-    const auto a = run(io, r.resolve(a_question.name, ip_family::v4));
+    const auto a = run(io, r.resolve(a_question().name, ip_family::v4));
     ASSERT_TRUE(a);  // the first attempt goes to `silent`, the second to `good`
     EXPECT_EQ(r.stats().upstream_timeouts, 1U);
   }
   {
     upstream_resolver r{{{silent.at()}, 100ms, 2}, 100};
     const auto started = std::chrono::steady_clock::now();
-    const auto a = run(io, r.query(a_question, {}));
+    const auto a = run(io, r.query(a_question(), {}));
     ASSERT_FALSE(a);
     EXPECT_EQ(a.error(), resolve_errc::timeout);
     EXPECT_GE(std::chrono::steady_clock::now() - started, 200ms);  // two attempts of 100 ms
@@ -200,13 +202,13 @@ TEST(upstream_resolver, caches_and_reports_negative_outcomes) {
                      return std::vector<bytes>{response(q, 0x80, {{192, 0, 2, 5}})};
                    }};
   upstream_resolver r{{{up.at()}, 500ms, 1}, 100};
-  ASSERT_TRUE(run(io, r.resolve(a_question.name, ip_family::v4)));
-  ASSERT_TRUE(run(io, r.resolve(a_question.name, ip_family::v4)));
+  ASSERT_TRUE(run(io, r.resolve(a_question().name, ip_family::v4)));
+  ASSERT_TRUE(run(io, r.resolve(a_question().name, ip_family::v4)));
   EXPECT_EQ(up.udp_queries, 1);  // the second came from the cache
   EXPECT_EQ(r.stats().cache_hits, 1U);
   EXPECT_EQ(run(io, r.resolve(*dns_name::parse("nx.gate46.test"), ip_family::v4)).error(), resolve_errc::nxdomain);
   EXPECT_EQ(run(io, r.resolve(*dns_name::parse("fail.gate46.test"), ip_family::v4)).error(), resolve_errc::servfail);
-  EXPECT_EQ(run(io, r.resolve(a_question.name, ip_family::v6)).error(), resolve_errc::nodata);
+  EXPECT_EQ(run(io, r.resolve(a_question().name, ip_family::v6)).error(), resolve_errc::nodata);
 }
 
 }  // namespace
