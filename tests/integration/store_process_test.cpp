@@ -49,6 +49,7 @@
 
 #include "gate46/mapping/lmdb_store.hpp"
 #include "gate46/testing/temp_dir.hpp"
+#include "gate46/testing/unique_fd.hpp"
 #include "gate46/testing/wait.hpp"
 
 namespace {
@@ -60,43 +61,6 @@ using namespace gate46::testing;
 using std::chrono::steady_clock;
 
 // ---- children ----------------------------------------------------------------------------
-
-class unique_fd {
- public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) noexcept : fd_{fd} {}
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  unique_fd(unique_fd&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  ~unique_fd() { reset(); }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  void reset(int fd = -1) noexcept {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-struct pipe_ends {
-  unique_fd read;
-  unique_fd write;
-};
-
-pipe_ends make_pipe() {
-  std::array<int, 2> fds{-1, -1};
-  if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
-    throw std::system_error{errno, std::generic_category(), "pipe2"};
-  }
-  return {unique_fd{fds[0]}, unique_fd{fds[1]}};
-}
 
 // Writes all of `text` (a child's report line: pipe writes up to PIPE_BUF are atomic).
 void write_all(int fd, std::string_view text) {
@@ -351,11 +315,11 @@ TEST_P(store_process_two_processes, every_returned_allocation_is_visible_to_the_
   const auto options = store_options(dir / "mappings.mdb");
 
   auto reports = make_pipe();
-  forked_child writer{{reports.write.get()}, [&] {
-                        return allocate_and_report(options, reports.write.get(), "n", names, {family}, 32, false);
+  forked_child writer{{reports.write_end.get()}, [&] {
+                        return allocate_and_report(options, reports.write_end.get(), "n", names, {family}, 32, false);
                       }};
-  reports.write.reset();
-  line_reader reader{std::move(reports.read)};
+  reports.write_end.reset();
+  line_reader reader{std::move(reports.read_end)};
 
   // The child creates the store; this process opens it once the child has.
   auto pending = reader.read_lines(std::chrono::milliseconds{10000});
@@ -499,11 +463,11 @@ class observer {
   explicit observer(const std::filesystem::path& path)
       : commands_{make_pipe()},
         answers_{make_pipe()},
-        child_{{commands_.read.get(), answers_.write.get()},
-               [&] { return observe(path, commands_.read.get(), answers_.write.get()); }},
-        reader_{std::move(answers_.read)} {
-    commands_.read.reset();
-    answers_.write.reset();
+        child_{{commands_.read_end.get(), answers_.write_end.get()},
+               [&] { return observe(path, commands_.read_end.get(), answers_.write_end.get()); }},
+        reader_{std::move(answers_.read_end)} {
+    commands_.read_end.reset();
+    answers_.write_end.reset();
     if (reader_.read_lines(std::chrono::milliseconds{10000}) != std::vector<std::string>{"ready"}) {
       throw std::runtime_error{"the observer did not start"};
     }
@@ -511,13 +475,13 @@ class observer {
   observer(const observer&) = delete;
   observer& operator=(const observer&) = delete;
   ~observer() {
-    commands_.write.reset();
+    commands_.write_end.reset();
     child_.wait_exit(std::chrono::milliseconds{5000});
   }
 
   // The answer's lines as key -> values.
   std::multimap<std::string, std::uint64_t> ask(const std::string& command) {
-    write_all(commands_.write.get(), command + '\n');
+    write_all(commands_.write_end.get(), command + '\n');
     std::multimap<std::string, std::uint64_t> out;
     const auto deadline = steady_clock::now() + std::chrono::seconds{10};
     while (steady_clock::now() < deadline && !reader_.eof()) {
@@ -540,8 +504,8 @@ class observer {
   }
 
  private:
-  pipe_ends commands_;
-  pipe_ends answers_;
+  pipe_fds commands_;
+  pipe_fds answers_;
   forked_child child_;
   line_reader reader_;
 };
@@ -603,13 +567,13 @@ TEST(store_process_crash, kill_9_during_group_commits_loses_no_returned_allocati
     const auto extra = std::chrono::microseconds{std::uniform_int_distribution<int>{0, 2000}(random)};
 
     auto reports = make_pipe();
-    forked_child allocator{{reports.write.get()}, [&] {
+    forked_child allocator{{reports.write_end.get()}, [&] {
                              const auto prefix = "r" + std::to_string(round) + "-";
-                             return allocate_and_report(options, reports.write.get(), prefix, 1'000'000,
+                             return allocate_and_report(options, reports.write_end.get(), prefix, 1'000'000,
                                                         {ip_family::v6, ip_family::v4}, 64, true);
                            }};
-    reports.write.reset();
-    line_reader reader{std::move(reports.read)};
+    reports.write_end.reset();
+    line_reader reader{std::move(reports.read_end)};
     std::size_t count = 0;
     std::vector<allocation> this_round;
     auto take = [&](const std::vector<std::string>& lines) {

@@ -1,5 +1,7 @@
 #include "gate46/testing/process.hpp"
 
+#include "gate46/testing/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
@@ -30,42 +32,8 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-class unique_fd {
- public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) noexcept : fd_{fd} {}
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  unique_fd(unique_fd&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {}
-  unique_fd& operator=(unique_fd&&) = delete;
-  ~unique_fd() { reset(); }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  void reset(int fd = -1) noexcept {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error{errno, std::generic_category(), what};
-}
-
-struct pipe_fds {
-  unique_fd read_end;
-  unique_fd write_end;
-};
-
-pipe_fds make_pipe() {
-  std::array<int, 2> fds{-1, -1};
-  if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
-    throw_errno("pipe2");
-  }
-  return {unique_fd{fds[0]}, unique_fd{fds[1]}};
 }
 
 // execvp's lookup, done before fork so that the child only has to call execve.
