@@ -2,6 +2,7 @@
 
 #include "gate46/common/address_watcher.hpp"
 #include "gate46/common/log.hpp"
+#include "gate46/dns/responder.hpp"
 #include "gate46/dns/server.hpp"
 
 namespace gate46::dns {
@@ -13,12 +14,13 @@ server_settings server_settings_of(const config& cfg) {
 
 class dns_component final : public component {
  public:
-  dns_component(const component_context& context, upstream_resolver& resolver)
+  dns_component(const component_context& context, upstream_resolver& resolver, mapping::mapping_store& store)
       : listen_{context.initial_config.dns.listen},
         interfaces_{context.initial_config.lan.interfaces},
         control_{context.control},
         resolver_{resolver},
-        server_{context.workers, resolver, server_settings_of(context.initial_config)} {}
+        responder_{resolver, store, policy_settings_of(context.initial_config)},
+        server_{context.workers, responder_, server_settings_of(context.initial_config)} {}
 
   [[nodiscard]] std::string_view name() const noexcept override { return "dns"; }
 
@@ -31,7 +33,10 @@ class dns_component final : public component {
     }
   }
 
-  void reconfigure(const config& cfg) override { server_.reconfigure(server_settings_of(cfg)); }
+  void reconfigure(const config& cfg) override {
+    server_.reconfigure(server_settings_of(cfg));
+    responder_.reconfigure(policy_settings_of(cfg));
+  }
 
   boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point /*deadline*/) override {
     // DNS transactions are short: the server closes now and waits for answers in flight.
@@ -44,6 +49,8 @@ class dns_component final : public component {
 
   [[nodiscard]] std::vector<counter> counters() const override {
     auto list = server_.counters();
+    const auto answers = responder_.counters();
+    list.insert(list.end(), answers.begin(), answers.end());
     const auto r = resolver_.stats();
     list.insert(list.end(), {{"cache_hits", r.cache_hits},
                              {"upstream_queries", r.upstream_queries},
@@ -80,6 +87,7 @@ class dns_component final : public component {
   std::vector<std::string> interfaces_;
   boost::asio::any_io_executor control_;
   upstream_resolver& resolver_;
+  delegating_responder responder_;
   dns_server server_;
   std::unique_ptr<address_watcher> watcher_;
   address_watcher::subscription subscription_;
@@ -91,8 +99,9 @@ upstream_settings upstream_settings_of(const config& cfg) {
   return {cfg.dns.upstreams, cfg.dns.upstream_timeout, cfg.dns.upstream_tries};
 }
 
-std::unique_ptr<component> make_dns_component(const component_context& context, upstream_resolver& resolver) {
-  return std::make_unique<dns_component>(context, resolver);
+std::unique_ptr<component> make_dns_component(const component_context& context, upstream_resolver& resolver,
+                                              mapping::mapping_store& store) {
+  return std::make_unique<dns_component>(context, resolver, store);
 }
 
 }  // namespace gate46::dns

@@ -1,9 +1,11 @@
 #include "gate46/dns/message.hpp"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 
-#include "ldns.hpp"
+#include "gate46/dns/svcb.hpp"
+#include "packet.hpp"
 
 namespace gate46::dns {
 namespace {
@@ -25,6 +27,10 @@ bytes header_only_reply(byte_view wire, rcode code) {
   return out;
 }
 
+}  // namespace
+
+namespace packet {
+
 ldns::pkt_ptr parse(byte_view wire) {
   ldns_pkt* raw = nullptr;
   if (ldns_wire2pkt(&raw, wire.data(), wire.size()) != LDNS_STATUS_OK) {
@@ -43,6 +49,8 @@ bytes serialise(const ldns_pkt* pkt) {
   return bytes(raw, raw + size);
 }
 
+namespace {
+
 // The question RR for `q`, with the owner name as the client wrote it.
 ldns::rr_ptr question_rr(const bytes& name_wire, const question& q) {
   ldns::rr_ptr rr{ldns_rr_new()};
@@ -54,8 +62,8 @@ ldns::rr_ptr question_rr(const bytes& name_wire, const question& q) {
   return rr;
 }
 
-// A reply skeleton for `q`: ID, QR, opcode QUERY, RD and CD echoed, the question, and OPT if
-// the query had one (DO echoed).
+}  // namespace
+
 ldns::pkt_ptr reply_skeleton(const query& q) {
   ldns::pkt_ptr pkt{ldns_pkt_new()};
   ldns_pkt_set_id(pkt.get(), q.id);
@@ -87,15 +95,76 @@ rcode full_rcode(const ldns_pkt* pkt) {
                             static_cast<unsigned>(ldns_pkt_get_rcode(pkt)));
 }
 
-// Copies `from` into `section` of `to`, each record's TTL reduced by `age` (not below 0).
-void copy_section(ldns_pkt* to, ldns_pkt_section section, const ldns_rr_list* from, std::uint32_t age) {
-  for (std::size_t i = 0; i < ldns_rr_list_rr_count(from); ++i) {
-    ldns_rr* copy = ldns_rr_clone(ldns_rr_list_rr(from, i));
-    const auto ttl = ldns_rr_ttl(copy);
-    ldns_rr_set_ttl(copy, ttl > age ? ttl - age : 0);
-    ldns_pkt_push_rr(to, section, copy);
-  }
+dns_name owner_of(const ldns_rr* rr) {
+  const ldns_rdf* owner = ldns_rr_owner(rr);
+  return dns_name::from_wire({ldns_rdf_data(owner), ldns_rdf_size(owner)}).value_or(dns_name{});
 }
+
+std::optional<dns_name> name_field(const ldns_rr* rr, std::size_t i) {
+  if (i >= ldns_rr_rd_count(rr)) {
+    return std::nullopt;
+  }
+  const ldns_rdf* rdf = ldns_rr_rdf(rr, i);
+  if (ldns_rdf_get_type(rdf) != LDNS_RDF_TYPE_DNAME) {
+    return std::nullopt;
+  }
+  return dns_name::from_wire({ldns_rdf_data(rdf), ldns_rdf_size(rdf)});
+}
+
+bytes fit(const query& q, const ldns_pkt* pkt, std::size_t limit) {
+  auto out = serialise(pkt);
+  if (!out.empty() && out.size() <= std::min(limit, std::size_t{65535})) {
+    return out;
+  }
+  // Too big for the client's transport: the header, question and OPT, with TC set.
+  auto truncated = reply_skeleton(q);
+  ldns_pkt_set_ra(truncated.get(), ldns_pkt_ra(pkt));
+  ldns_pkt_set_aa(truncated.get(), ldns_pkt_aa(pkt));
+  ldns_pkt_set_rcode(truncated.get(), ldns_pkt_get_rcode(pkt));
+  ldns_pkt_set_edns_extended_rcode(truncated.get(), ldns_pkt_edns_extended_rcode(pkt));
+  ldns_pkt_set_tc(truncated.get(), true);
+  return serialise(truncated.get());
+}
+
+bytes reply_from(const query& q, const ldns_pkt* upstream, const answer& a, std::chrono::seconds age,
+                 std::size_t limit, const record_editor* edit, bool keep_ad) {
+  auto pkt = reply_skeleton(q);
+  ldns_pkt_set_ra(pkt.get(), true);  // AA stays clear: a forwarder is not authoritative
+  // RFC 6840 §5.8: AD only for clients that asked about DNSSEC.
+  ldns_pkt_set_ad(pkt.get(), keep_ad && q.dnssec_ok && ldns_pkt_ad(upstream));
+  set_rcode(pkt.get(), a.code, q.edns_udp_size.has_value());
+  const auto age_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(age.count(), 0, 0x7fffffff));
+  // Each record's TTL is reduced by its age in the cache (not below 0).
+  const auto copy = [&](ldns_pkt_section section, const ldns_rr_list* from) {
+    for (std::size_t i = 0; i < ldns_rr_list_rr_count(from); ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(from, i);
+      ldns::rr_ptr out = edit != nullptr ? (*edit)(rr, section) : ldns::rr_ptr{ldns_rr_clone(rr)};
+      if (!out) {
+        continue;
+      }
+      const auto ttl = ldns_rr_ttl(out.get());
+      ldns_rr_set_ttl(out.get(), ttl > age_s ? ttl - age_s : 0);
+      ldns_pkt_push_rr(pkt.get(), section, out.release());
+    }
+  };
+  copy(LDNS_SECTION_ANSWER, ldns_pkt_answer(upstream));
+  copy(LDNS_SECTION_AUTHORITY, ldns_pkt_authority(upstream));
+  copy(LDNS_SECTION_ADDITIONAL, ldns_pkt_additional(upstream));
+  if (a.truncated) {
+    ldns_pkt_set_tc(pkt.get(), true);
+  }
+  return fit(q, pkt.get(), limit);
+}
+
+}  // namespace packet
+
+using packet::full_rcode;
+using packet::parse;
+using packet::reply_skeleton;
+using packet::serialise;
+using packet::set_rcode;
+
+namespace {
 
 std::chrono::seconds cache_ttl_of(const ldns_pkt* pkt) {
   constexpr std::uint32_t max_cache_ttl = 86400;
@@ -120,6 +189,75 @@ std::chrono::seconds cache_ttl_of(const ldns_pkt* pkt) {
     }
   }
   return std::chrono::seconds{0};
+}
+
+std::optional<ip_address> address_of(const ldns_rr* rr) {
+  if (ldns_rr_rd_count(rr) != 1) {
+    return std::nullopt;
+  }
+  const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);
+  const auto* d = ldns_rdf_data(rdf);
+  if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_A && ldns_rdf_size(rdf) == 4) {
+    return ip_address::from_v4({d[0], d[1], d[2], d[3]});
+  }
+  if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_AAAA && ldns_rdf_size(rdf) == 16) {
+    ip_address::bytes_type b{};
+    std::copy_n(d, 16, b.begin());
+    return ip_address::from_v6(b);
+  }
+  return std::nullopt;
+}
+
+// The SvcParams field of an SVCB/HTTPS record in ServiceMode, if any.
+std::optional<byte_view> svc_params_of(const ldns_rr* rr) {
+  const auto type = ldns_rr_get_type(rr);
+  if ((type != LDNS_RR_TYPE_SVCB && type != LDNS_RR_TYPE_HTTPS) || ldns_rr_rd_count(rr) < 3) {
+    return std::nullopt;
+  }
+  const ldns_rdf* params = ldns_rr_rdf(rr, 2);
+  return byte_view{ldns_rdf_data(params), ldns_rdf_size(params)};
+}
+
+void read_facts(const ldns_pkt* pkt, const dns_name& question_name, answer& a) {
+  const ldns_rr_list* answers = ldns_pkt_answer(pkt);
+  // Follow the CNAME chain from the question's name (bounded: a loop ends it).
+  auto target = question_name;
+  for (int hops = 0; hops < 16; ++hops) {
+    std::optional<dns_name> next;
+    for (std::size_t i = 0; i < ldns_rr_list_rr_count(answers) && !next; ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(answers, i);
+      if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && packet::owner_of(rr) == target) {
+        next = packet::name_field(rr, 0);
+      }
+    }
+    if (!next) {
+      break;
+    }
+    target = std::move(*next);
+  }
+  for (const ldns_rr_list* section : std::array<const ldns_rr_list*, 3>{answers, ldns_pkt_authority(pkt), ldns_pkt_additional(pkt)}) {
+    for (std::size_t i = 0; i < ldns_rr_list_rr_count(section); ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(section, i);
+      if (auto address = address_of(rr)) {
+        auto owner = packet::owner_of(rr);
+        if (section == answers && owner == target) {
+          if (address->is_v4() && ldns_rr_get_type(rr) == LDNS_RR_TYPE_A) {
+            a.v4.push_back(*address);
+          } else if (address->is_v6()) {  // a v4-mapped AAAA is not an IPv6 destination
+            a.v6.push_back(*address);
+          }
+        }
+        a.address_records.push_back({std::move(owner), *address});
+      } else if (auto params = svc_params_of(rr)) {
+        const auto hints = hints_in(*params);
+        if (hints && (hints->v4 || hints->v6)) {
+          auto owner = packet::owner_of(rr);
+          auto service_target = packet::name_field(rr, 1).value_or(dns_name{});
+          a.hinted_services.push_back({owner, service_target.is_root() ? owner : service_target, hints->v4, hints->v6});
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -215,6 +353,7 @@ std::optional<answer> accept_upstream_answer(byte_view wire, std::uint16_t id, c
   a.code = full_rcode(pkt.get());
   a.truncated = ldns_pkt_tc(pkt.get());
   a.cache_ttl = a.truncated ? std::chrono::seconds{0} : cache_ttl_of(pkt.get());
+  read_facts(pkt.get(), *name, a);
   return a;
 }
 
@@ -223,80 +362,7 @@ bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std:
   if (!upstream) {
     return make_error_reply(q, rcode::servfail);  // cannot happen: accepted answers parse
   }
-  const bool client_edns = q.edns_udp_size.has_value();
-  auto pkt = reply_skeleton(q);
-  ldns_pkt_set_ra(pkt.get(), true);  // AA stays clear: a forwarder is not authoritative
-  // RFC 6840 §5.8: AD only for clients that asked about DNSSEC.
-  ldns_pkt_set_ad(pkt.get(), q.dnssec_ok && ldns_pkt_ad(upstream.get()));
-  set_rcode(pkt.get(), a.code, client_edns);
-  const auto age_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(age.count(), 0, 0x7fffffff));
-  copy_section(pkt.get(), LDNS_SECTION_ANSWER, ldns_pkt_answer(upstream.get()), age_s);
-  copy_section(pkt.get(), LDNS_SECTION_AUTHORITY, ldns_pkt_authority(upstream.get()), age_s);
-  copy_section(pkt.get(), LDNS_SECTION_ADDITIONAL, ldns_pkt_additional(upstream.get()), age_s);
-  if (a.truncated) {
-    ldns_pkt_set_tc(pkt.get(), true);
-  }
-  auto out = serialise(pkt.get());
-  if (out.size() <= std::min(limit, std::size_t{65535})) {
-    return out;
-  }
-  // Too big for the client's transport: the header, question and OPT, with TC set.
-  auto truncated = reply_skeleton(q);
-  ldns_pkt_set_ra(truncated.get(), true);
-  set_rcode(truncated.get(), a.code, client_edns);
-  ldns_pkt_set_tc(truncated.get(), true);
-  return serialise(truncated.get());
-}
-
-std::vector<ip_address> addresses_in(const answer& a, ip_family family) {
-  std::vector<ip_address> out;
-  const auto pkt = parse(a.wire);
-  if (!pkt || ldns_rr_list_rr_count(ldns_pkt_question(pkt.get())) != 1) {
-    return out;
-  }
-  const auto name_of = [](const ldns_rdf* rdf) {
-    return dns_name::from_wire({ldns_rdf_data(rdf), ldns_rdf_size(rdf)});
-  };
-  const ldns_rr_list* answers = ldns_pkt_answer(pkt.get());
-  // Follow the CNAME chain from the question's name (bounded: a loop ends it), then take the
-  // addresses owned by the name it ends at, and only those.
-  auto target = name_of(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(pkt.get()), 0)));
-  for (int hops = 0; target && hops < 16; ++hops) {
-    std::optional<dns_name> next;
-    for (std::size_t i = 0; i < ldns_rr_list_rr_count(answers) && !next; ++i) {
-      const ldns_rr* rr = ldns_rr_list_rr(answers, i);
-      if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
-          name_of(ldns_rr_owner(rr)) == target) {
-        next = name_of(ldns_rr_rdf(rr, 0));
-      }
-    }
-    if (!next) {
-      break;
-    }
-    target = std::move(next);
-  }
-  if (!target) {
-    return out;
-  }
-  for (std::size_t i = 0; i < ldns_rr_list_rr_count(answers); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(answers, i);
-    if (ldns_rr_rd_count(rr) != 1 || name_of(ldns_rr_owner(rr)) != target) {
-      continue;
-    }
-    const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);
-    if (family == ip_family::v4 && ldns_rr_get_type(rr) == LDNS_RR_TYPE_A && ldns_rdf_size(rdf) == 4) {
-      const auto* d = ldns_rdf_data(rdf);
-      out.push_back(ip_address::from_v4({d[0], d[1], d[2], d[3]}));
-    } else if (family == ip_family::v6 && ldns_rr_get_type(rr) == LDNS_RR_TYPE_AAAA && ldns_rdf_size(rdf) == 16) {
-      ip_address::bytes_type b{};
-      std::copy_n(ldns_rdf_data(rdf), 16, b.begin());
-      const auto address = ip_address::from_v6(b);
-      if (address.is_v6()) {  // a v4-mapped AAAA is not an IPv6 destination
-        out.push_back(address);
-      }
-    }
-  }
-  return out;
+  return packet::reply_from(q, upstream.get(), a, age, limit, nullptr, true);
 }
 
 }  // namespace gate46::dns

@@ -44,9 +44,9 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 }  // namespace
 
 struct dns_server::state {
-  explicit state(resolver& r, server_settings s) : upstream{r}, settings{std::move(s)} {}
+  explicit state(responder& r, server_settings s) : answers{r}, settings{std::move(s)} {}
 
-  resolver& upstream;
+  responder& answers;
 
   std::mutex mutex;  // guards settings, admission and sessions
   server_settings settings;
@@ -64,7 +64,7 @@ struct dns_server::state {
   std::atomic<std::uint64_t> malformed{0};
   std::atomic<std::uint64_t> dropped{0};  // not queries (responses, no header)
   std::atomic<std::uint64_t> shed{0};     // queries dropped for max_udp_in_flight
-  std::atomic<std::uint64_t> servfail{0};
+  std::atomic<std::uint64_t> internal_errors{0};  // SERVFAIL for an exception while answering
   std::atomic<std::uint64_t> tcp_connections{0};
   std::atomic<std::uint64_t> tcp_rejected{0};
   std::atomic<std::uint64_t> tcp_idle_closed{0};
@@ -119,14 +119,16 @@ class active_guard {
   state_ptr st_;
 };
 
-// The reply for a parsed query: the upstream answer fitted to `limit`, or SERVFAIL.
+// The reply for a parsed query, or SERVFAIL: whatever goes wrong answering one query must
+// not end the session or the loop that serves everyone else.
 asio::awaitable<bytes> answer_query(const state_ptr& st, const query& q, std::size_t limit) {
-  auto r = co_await st->upstream.query(q.q, {q.checking_disabled, q.dnssec_ok});
-  if (!r) {
-    ++st->servfail;
-    co_return make_error_reply(q, rcode::servfail);
+  try {
+    co_return co_await st->answers.answer(q, limit);
+  } catch (const std::exception& e) {
+    ++st->internal_errors;
+    logger("dns")->error("answering {} {}: {}", q.q.name.to_string(), q.q.type, e.what());
   }
-  co_return make_reply(q, *r->a, r->age, limit);
+  co_return make_error_reply(q, rcode::servfail);
 }
 
 asio::awaitable<void> answer_udp(state_ptr st, std::shared_ptr<udp::socket> socket, udp::endpoint client, query q) {
@@ -356,8 +358,8 @@ struct dns_server::listener {
   std::shared_ptr<tcp::acceptor> tcp_acceptor;
 };
 
-dns_server::dns_server(worker_pool& workers, resolver& upstream, server_settings settings)
-    : workers_{workers}, state_{std::make_shared<state>(upstream, std::move(settings))} {}
+dns_server::dns_server(worker_pool& workers, responder& answers, server_settings settings)
+    : workers_{workers}, state_{std::make_shared<state>(answers, std::move(settings))} {}
 
 dns_server::~dns_server() {
   for (auto& [at, group] : listeners_) {
@@ -469,7 +471,7 @@ std::vector<counter> dns_server::counters() const {
           {"refused_clients", s.refused_clients.load()},
           {"malformed", s.malformed.load()},
           {"dropped", s.dropped.load()},
-          {"servfail", s.servfail.load()},
+          {"internal_errors", s.internal_errors.load()},
           {"tcp_connections", s.tcp_connections.load()},
           {"tcp_rejected", s.tcp_rejected.load()},
           {"tcp_idle_closed", s.tcp_idle_closed.load()}};

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     // Each component's issue registers its factory here.
     gate46::gateway::component_registry registry;
     registry.add("dns", [](const gate46::component_context& context, gate46::gateway::daemon_services& services) {
-      return gate46::dns::make_dns_component(context, *services.resolver);
+      return gate46::dns::make_dns_component(context, *services.resolver, *services.store);
     });
     gate46::gateway::daemon daemon{std::move(options), registry};
     return daemon.run();

@@ -461,6 +461,7 @@ class lmdb_store final : public mapping_store {
   [[nodiscard]] std::optional<mapping> find(const dns_name& name) const override;
   [[nodiscard]] result<mapping> get(const mapping_key& key) const override;
   void hold(const ip_address& fake, seconds ttl) override;
+  void renew(const dns_name& name, const ip_address& fake, seconds ttl) override;
   result<mapping> add(const dns_name& name, std::optional<ip_address> v4, std::optional<ip_address> v6,
                       bool pin) override;
   result<mapping> remove(const mapping_key& key, bool force) override;
@@ -479,6 +480,11 @@ class lmdb_store final : public mapping_store {
     std::unique_ptr<allocation_waiter> waiter;
   };
   struct pending_hold {
+    time_point at;
+    seconds ttl;
+  };
+  struct pending_renewal {
+    dns_name name;  // the address's mapping when the answer was given
     time_point at;
     seconds ttl;
   };
@@ -516,6 +522,7 @@ class lmdb_store final : public mapping_store {
   std::condition_variable wake_;
   std::vector<request> queue_;
   std::unordered_map<ip_address, pending_hold> holds_;
+  std::unordered_map<ip_address, pending_renewal> renewals_;
   std::unordered_set<ip_address> held_this_interval_;  // holds written since the last sync tick
   bool urgent_holds_ = false;
   seconds lease_grace_;
@@ -911,7 +918,7 @@ void lmdb_store::writer_loop() {
       std::unique_lock lock{mutex_};
       const auto ready = [&] {
         return stopping_ || sync_requested_ != sync_done_ || !queue_.empty() || urgent_holds_ ||
-               (immediate && !holds_.empty());
+               (immediate && (!holds_.empty() || !renewals_.empty()));
       };
       if (immediate) {
         wake_.wait(lock, ready);
@@ -1000,18 +1007,20 @@ void lmdb_store::run_batch(std::vector<request>& batch) {
 
 void lmdb_store::flush_holds() {
   std::unordered_map<ip_address, pending_hold> holds;
+  std::unordered_map<ip_address, pending_renewal> renewals;
   seconds grace;
   seconds refresh;
   {
     const std::lock_guard lock{mutex_};
     holds.swap(holds_);
+    renewals.swap(renewals_);
     grace = lease_grace_;
     refresh = hold_refresh_;
     for (const auto& [address, hold] : holds) {
       held_this_interval_.insert(address);
     }
   }
-  if (holds.empty()) {
+  if (holds.empty() && renewals.empty()) {
     return;
   }
   auto written = write<bool>([&](table& t, time_point) {
@@ -1026,6 +1035,16 @@ void lmdb_store::flush_holds() {
       m.held_until = std::max(m.held_until, hold.at + 2 * refresh);
       t.store(m, before);
     }
+    for (const auto& [address, renewal] : renewals) {
+      auto before = t.find_by_address(address);
+      if (!before || before->name != renewal.name) {
+        continue;  // deleted meanwhile: the renewal belongs to the old mapping
+      }
+      auto m = *before;
+      m.last_used = std::max(m.last_used, renewal.at);
+      m.expiry = std::max(m.expiry, renewal.at + renewal.ttl + grace);
+      t.store(m, before);
+    }
     return true;
   });
   if (!written) {
@@ -1033,6 +1052,9 @@ void lmdb_store::flush_holds() {
     const std::lock_guard lock{mutex_};
     for (const auto& [address, hold] : holds) {
       holds_.try_emplace(address, hold);
+    }
+    for (auto& [address, renewal] : renewals) {
+      renewals_.try_emplace(address, std::move(renewal));
     }
   }
 }
@@ -1089,6 +1111,22 @@ void lmdb_store::hold(const ip_address& fake, seconds ttl) {
   }
   if (urgent) {
     wake_.notify_one();
+  }
+}
+
+void lmdb_store::renew(const dns_name& name, const ip_address& fake, seconds ttl) {
+  const auto now = options_.wall_clock->now();
+  {
+    const std::lock_guard lock{mutex_};
+    auto [it, inserted] = renewals_.try_emplace(fake, pending_renewal{name, now, ttl});
+    if (!inserted) {
+      it->second.name = name;
+      it->second.at = std::max(it->second.at, now);
+      it->second.ttl = std::max(it->second.ttl, ttl);
+    }
+  }
+  if (options_.sync_interval.count() == 0) {
+    wake_.notify_one();  // every write is immediate in this mode
   }
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -95,6 +96,21 @@ std::optional<bytes> make_refusal(byte_view wire);
 
 // ---- upstream side ---------------------------------------------------------------------------
 
+// An A or AAAA record of an answer, in any section.
+struct address_record {
+  dns_name owner;
+  ip_address address;
+  friend bool operator==(const address_record&, const address_record&) = default;
+};
+// An SVCB or HTTPS record that carries address hints.
+struct hinted_service {
+  dns_name owner;
+  dns_name target;  // TargetName, or the owner when it is "." (RFC 9460 §2.5.2)
+  bool v4_hint = false;
+  bool v6_hint = false;
+  friend bool operator==(const hinted_service&, const hinted_service&) = default;
+};
+
 // An upstream's answer, checked against our question.
 struct answer {
   bytes wire;
@@ -103,6 +119,20 @@ struct answer {
   // How long it may be cached: the smallest TTL of its records, or for NXDOMAIN and NODATA
   // the negative TTL of RFC 2308 (min of the SOA's TTL and MINIMUM); zero for anything else.
   std::chrono::seconds cache_ttl{0};
+  // Read once when the answer is accepted, so that the policy decides on cached answers
+  // without parsing them again.
+  // The addresses owned by the name the question's CNAME chain ends at (never those of
+  // unrelated names an upstream added); v4-mapped AAAA records are not IPv6 addresses.
+  std::vector<ip_address> v4;
+  std::vector<ip_address> v6;
+  std::vector<address_record> address_records;  // every A/AAAA record, any section
+  std::vector<hinted_service> hinted_services;  // SVCB/HTTPS records with ipv4hint/ipv6hint
+};
+
+// An answer and how long ago it was received (zero when it comes straight from upstream).
+struct timed_answer {
+  std::shared_ptr<const answer> a;
+  std::chrono::seconds age{0};
 };
 
 // The query we send: RD set, CD and DO as given, EDNS0 with our buffer size.
@@ -117,8 +147,9 @@ std::optional<answer> accept_upstream_answer(byte_view wire, std::uint16_t id, c
 // `limit` bytes: past it, the sections are dropped and TC is set.
 bytes make_reply(const query& q, const answer& a, std::chrono::seconds age, std::size_t limit);
 
-// The addresses of `family` in the answer section owned by the name the question's CNAME chain
-// ends at (never those of unrelated names an upstream added).
-std::vector<ip_address> addresses_in(const answer& a, ip_family family);
+// a.v4 or a.v6.
+inline const std::vector<ip_address>& addresses_in(const answer& a, ip_family family) {
+  return family == ip_family::v4 ? a.v4 : a.v6;
+}
 
 }  // namespace gate46::dns

@@ -47,12 +47,6 @@ struct query_flags {
   friend bool operator==(const query_flags&, const query_flags&) = default;
 };
 
-// An answer and how long ago it was received (zero when it comes straight from upstream).
-struct timed_answer {
-  std::shared_ptr<const answer> a;
-  std::chrono::seconds age{0};
-};
-
 class resolver {
  public:
   resolver() = default;

@@ -1,4 +1,4 @@
-// The DNS servers the LAN talks to: UDP and TCP (RFC 7766: several queries in flight per
+// The DNS servers the LAN talks to, answering with a responder (responder.hpp): UDP and TCP (RFC 7766: several queries in flight per
 // connection, answers in any order) on a set of endpoints, one socket per worker thread with
 // SO_REUSEPORT so the kernel spreads clients over the workers. Clients outside the allowed
 // networks get REFUSED and are counted: never an open resolver.
@@ -20,7 +20,7 @@
 #include "gate46/common/address.hpp"
 #include "gate46/common/component.hpp"
 #include "gate46/common/worker_pool.hpp"
-#include "gate46/dns/resolver.hpp"
+#include "gate46/dns/responder.hpp"
 
 namespace gate46::dns {
 
@@ -33,7 +33,7 @@ struct server_settings {
 
 class dns_server {
  public:
-  dns_server(worker_pool& workers, resolver& upstream, server_settings settings);
+  dns_server(worker_pool& workers, responder& answers, server_settings settings);
   dns_server(const dns_server&) = delete;
   dns_server& operator=(const dns_server&) = delete;
   ~dns_server();
