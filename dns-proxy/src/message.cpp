@@ -126,8 +126,8 @@ bytes fit(const query& q, const ldns_pkt* pkt, std::size_t limit) {
   return serialise(truncated.get());
 }
 
-bytes reply_from(const query& q, const ldns_pkt* upstream, const answer& a, std::chrono::seconds age,
-                 std::size_t limit, const record_editor* edit, bool keep_ad) {
+bytes reply_from(const query& q, const ldns_pkt* upstream, const answer& a, std::chrono::seconds age, std::size_t limit,
+                 const record_editor* edit, bool keep_ad) {
   auto pkt = reply_skeleton(q);
   ldns_pkt_set_ra(pkt.get(), true);  // AA stays clear: a forwarder is not authoritative
   // RFC 6840 §5.8: AD only for clients that asked about DNSSEC.
@@ -235,7 +235,8 @@ void read_facts(const ldns_pkt* pkt, const dns_name& question_name, answer& a) {
     }
     target = std::move(*next);
   }
-  for (const ldns_rr_list* section : std::array<const ldns_rr_list*, 3>{answers, ldns_pkt_authority(pkt), ldns_pkt_additional(pkt)}) {
+  for (const ldns_rr_list* section :
+       std::array<const ldns_rr_list*, 3>{answers, ldns_pkt_authority(pkt), ldns_pkt_additional(pkt)}) {
     for (std::size_t i = 0; i < ldns_rr_list_rr_count(section); ++i) {
       const ldns_rr* rr = ldns_rr_list_rr(section, i);
       if (auto address = address_of(rr)) {

@@ -31,8 +31,8 @@ using record_editor = std::function<ldns::rr_ptr(const ldns_rr* rr, ldns_pkt_sec
 // The reply to `q` from the upstream packet `upstream` (the answer `a`, received `age` ago),
 // each record passed through `edit` when given, fitted to `limit` (TC set past it). AD is
 // passed only to clients that asked for DNSSEC, and only when `keep_ad`.
-bytes reply_from(const query& q, const ldns_pkt* upstream, const answer& a, std::chrono::seconds age,
-                 std::size_t limit, const record_editor* edit, bool keep_ad);
+bytes reply_from(const query& q, const ldns_pkt* upstream, const answer& a, std::chrono::seconds age, std::size_t limit,
+                 const record_editor* edit, bool keep_ad);
 
 // Serialises `pkt`, the reply to `q`; past `limit` bytes, the header, question and OPT alone
 // with TC set.

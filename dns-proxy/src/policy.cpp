@@ -124,8 +124,7 @@ ldns::rr_ptr local_soa(const dns_name& apex, std::uint32_t negative_ttl) {
   return rr;
 }
 
-bytes local_reply(const query& q, rcode code, ldns::rr_ptr answer_rr, ldns::rr_ptr authority_rr,
-                  std::size_t limit) {
+bytes local_reply(const query& q, rcode code, ldns::rr_ptr answer_rr, ldns::rr_ptr authority_rr, std::size_t limit) {
   auto pkt = packet::reply_skeleton(q);
   ldns_pkt_set_ra(pkt.get(), true);
   ldns_pkt_set_aa(pkt.get(), true);  // our own zone data
@@ -156,18 +155,18 @@ std::uint16_t type_of_family(ip_family family) {
 // ---- rules ----------------------------------------------------------------------------------------
 
 std::vector<dns_rule> builtin_never_rules(const cidr& pool_v4, const cidr& pool_v6) {
-  std::vector<std::string> suffixes{
-      // Special-use names that are never on the Internet (RFC 6761, RFC 6762, RFC 8375).
-      "localhost.", "local.", "home.arpa.",
-      // RFC 1918 reverse zones: the LAN's own servers answer them.
-      "10.in-addr.arpa.", "168.192.in-addr.arpa.",
-      // NTP must reach real servers: clocks are set before anything else works.
-      "pool.ntp.org.", "time.windows.com.", "time.apple.com.", "time.google.com.", "time.android.com.",
-      "ntp.ubuntu.com.", "time.cloudflare.com.",
-      // Captive-portal and connectivity probes must see the real network.
-      "connectivitycheck.gstatic.com.", "connectivitycheck.android.com.", "clients3.google.com.",
-      "captive.apple.com.", "msftconnecttest.com.", "msftncsi.com.", "detectportal.firefox.com.",
-      "nmcheck.gnome.org.", "connectivity-check.ubuntu.com.", "network-test.debian.org."};
+  std::vector<std::string> suffixes{// Special-use names that are never on the Internet (RFC 6761, RFC 6762, RFC 8375).
+                                    "localhost.", "local.", "home.arpa.",
+                                    // RFC 1918 reverse zones: the LAN's own servers answer them.
+                                    "10.in-addr.arpa.", "168.192.in-addr.arpa.",
+                                    // NTP must reach real servers: clocks are set before anything else works.
+                                    "pool.ntp.org.", "time.windows.com.", "time.apple.com.", "time.google.com.",
+                                    "time.android.com.", "ntp.ubuntu.com.", "time.cloudflare.com.",
+                                    // Captive-portal and connectivity probes must see the real network.
+                                    "connectivitycheck.gstatic.com.", "connectivitycheck.android.com.",
+                                    "clients3.google.com.", "captive.apple.com.", "msftconnecttest.com.",
+                                    "msftncsi.com.", "detectportal.firefox.com.", "nmcheck.gnome.org.",
+                                    "connectivity-check.ubuntu.com.", "network-test.debian.org."};
   for (int second = 16; second <= 31; ++second) {
     suffixes.push_back(std::to_string(second) + ".172.in-addr.arpa.");
   }
@@ -267,7 +266,9 @@ dns_name reverse_name_of(const ip_address& address) {
 
 // ---- lookups ------------------------------------------------------------------------------------
 
-void lookups::add(const question& q, std::optional<timed_answer> a) { answers_.emplace_back(q, std::move(a)); }
+void lookups::add(const question& q, std::optional<timed_answer> a) {
+  answers_.emplace_back(q, std::move(a));
+}
 
 void lookups::add_mapping(const ip_address& fake, std::optional<dns_name> name) {
   mappings_.emplace_back(fake, std::move(name));
@@ -565,10 +566,10 @@ bytes policy::fake_reply(const query& q, const ip_address& fake) const {
   const std::uint8_t flags2 = 0x80 | (q.checking_disabled ? 0x10 : 0x00);  // RA, AD 0, rcode 0
   out.push_back(flags1);
   out.push_back(flags2);
-  put_u16(out, 1);                            // QDCOUNT
-  put_u16(out, 1);                            // ANCOUNT
-  put_u16(out, 0);                            // NSCOUNT
-  put_u16(out, q.edns_udp_size ? 1 : 0);      // ARCOUNT
+  put_u16(out, 1);                        // QDCOUNT
+  put_u16(out, 1);                        // ANCOUNT
+  put_u16(out, 0);                        // NSCOUNT
+  put_u16(out, q.edns_udp_size ? 1 : 0);  // ARCOUNT
   out.insert(out.end(), q.name_as_sent.begin(), q.name_as_sent.end());
   put_u16(out, q.q.type);
   put_u16(out, q.q.qclass);

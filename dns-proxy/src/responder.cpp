@@ -13,8 +13,8 @@ constexpr std::size_t max_steps = policy::max_lookups + 4;
 
 }  // namespace
 
-delegating_responder::delegating_responder(resolver& upstream, mapping::mapping_store& store,
-                                           policy_settings settings, const clock& wall)
+delegating_responder::delegating_responder(resolver& upstream, mapping::mapping_store& store, policy_settings settings,
+                                           const clock& wall)
     : upstream_{upstream}, store_{store}, wall_{wall}, policy_{std::make_shared<const policy>(std::move(settings))} {}
 
 std::shared_ptr<const policy> delegating_responder::current() const {
@@ -105,16 +105,11 @@ asio::awaitable<bytes> delegating_responder::fake_answer(const policy& p, const 
 }
 
 std::vector<counter> delegating_responder::counters() const {
-  return {{"fake_answers", fake_answers_.load()},
-          {"fake_allocations", fake_allocations_.load()},
-          {"reverse_answers", reverse_answers_.load()},
-          {"forwarded_answers", forwarded_.load()},
-          {"any_minimal_answers", any_minimal_.load()},
-          {"hints_removed", hints_removed_.load()},
-          {"records_removed", records_removed_.load()},
-          {"servfail_upstream", servfail_upstream_.load()},
-          {"pool_exhausted", pool_exhausted_.load()},
-          {"store_errors", store_errors_.load()}};
+  return {{"fake_answers", fake_answers_.load()},       {"fake_allocations", fake_allocations_.load()},
+          {"reverse_answers", reverse_answers_.load()}, {"forwarded_answers", forwarded_.load()},
+          {"any_minimal_answers", any_minimal_.load()}, {"hints_removed", hints_removed_.load()},
+          {"records_removed", records_removed_.load()}, {"servfail_upstream", servfail_upstream_.load()},
+          {"pool_exhausted", pool_exhausted_.load()},   {"store_errors", store_errors_.load()}};
 }
 
 }  // namespace gate46::dns

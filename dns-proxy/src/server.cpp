@@ -62,8 +62,8 @@ struct dns_server::state {
   std::atomic<std::uint64_t> tcp_queries{0};
   std::atomic<std::uint64_t> refused_clients{0};
   std::atomic<std::uint64_t> malformed{0};
-  std::atomic<std::uint64_t> dropped{0};  // not queries (responses, no header)
-  std::atomic<std::uint64_t> shed{0};     // queries dropped for max_udp_in_flight
+  std::atomic<std::uint64_t> dropped{0};          // not queries (responses, no header)
+  std::atomic<std::uint64_t> shed{0};             // queries dropped for max_udp_in_flight
   std::atomic<std::uint64_t> internal_errors{0};  // SERVFAIL for an exception while answering
   std::atomic<std::uint64_t> tcp_connections{0};
   std::atomic<std::uint64_t> tcp_rejected{0};

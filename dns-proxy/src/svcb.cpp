@@ -52,8 +52,7 @@ std::optional<svc_hints> hints_in(std::span<const std::uint8_t> params) {
   return hints;
 }
 
-std::optional<svc_params_edit> strip_address_hints(std::span<const std::uint8_t> params, bool strip_v4,
-                                                   bool strip_v6) {
+std::optional<svc_params_edit> strip_address_hints(std::span<const std::uint8_t> params, bool strip_v4, bool strip_v6) {
   const auto split_params = split(params);
   if (!split_params) {
     return std::nullopt;

@@ -13,12 +13,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <functional>
 #include <unordered_map>
 #include <variant>
 #include <vector>

@@ -1,7 +1,7 @@
-// The DNS servers the LAN talks to, answering with a responder (responder.hpp): UDP and TCP (RFC 7766: several queries in flight per
-// connection, answers in any order) on a set of endpoints, one socket per worker thread with
-// SO_REUSEPORT so the kernel spreads clients over the workers. Clients outside the allowed
-// networks get REFUSED and are counted: never an open resolver.
+// The DNS servers the LAN talks to, answering with a responder (responder.hpp): UDP and TCP (RFC 7766: several queries
+// in flight per connection, answers in any order) on a set of endpoints, one socket per worker thread with SO_REUSEPORT
+// so the kernel spreads clients over the workers. Clients outside the allowed networks get REFUSED and are counted:
+// never an open resolver.
 //
 // Thread-safety: listen(), close(), reconfigure() and stop() belong to the daemon's control
 // thread; counters() may be called from any thread.

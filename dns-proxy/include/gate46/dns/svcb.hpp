@@ -32,7 +32,6 @@ std::optional<svc_hints> hints_in(std::span<const std::uint8_t> params);
 
 // `params` without ipv4hint (when strip_v4) and ipv6hint (when strip_v6); a `mandatory` list
 // that named them loses them too, and goes when it is left empty. nullopt when malformed.
-std::optional<svc_params_edit> strip_address_hints(std::span<const std::uint8_t> params, bool strip_v4,
-                                                   bool strip_v6);
+std::optional<svc_params_edit> strip_address_hints(std::span<const std::uint8_t> params, bool strip_v4, bool strip_v6);
 
 }  // namespace gate46::dns
