@@ -250,20 +250,87 @@ void read_facts(const ldns_pkt* pkt, const dns_name& question_name, answer& a) {
         }
         a.address_records.push_back({std::move(owner), *address});
       } else if (auto params = svc_params_of(rr)) {
-        const auto hints = hints_in(*params);
-        if (hints && (hints->v4 || hints->v6)) {
+        // Malformed parameters count as carrying both hints: the policy then looks at the
+        // record, and drops what it cannot read.
+        const auto parsed_hints = hints_in(*params);
+        const auto hints = parsed_hints.value_or(svc_hints{true, true});
+        if (hints.v4 || hints.v6) {
           auto owner = packet::owner_of(rr);
           auto service_target = packet::name_field(rr, 1).value_or(dns_name{});
-          a.hinted_services.push_back({owner, service_target.is_root() ? owner : service_target, hints->v4, hints->v6});
+          a.hinted_services.push_back(
+              {owner, service_target.is_root() ? owner : service_target, hints.v4, hints.v6, !parsed_hints});
         }
       }
     }
   }
 }
 
+// The shape nearly every query has: one question with an uncompressed name, no answer or
+// authority records, at most an OPT record of version 0 in the additional section, nothing
+// after it. Read without ldns (the common case of a busy resolver); anything else goes to
+// the general parser, which tells what is wrong with it.
+std::optional<query> parse_plain_query(byte_view wire) {
+  if (wire.size() < header_size || (wire[2] & 0xf8) != 0 || read_u16(wire, 4) != 1 || read_u16(wire, 6) != 0 ||
+      read_u16(wire, 8) != 0 || read_u16(wire, 10) > 1) {
+    return std::nullopt;  // a response, another opcode, or more sections than a plain query
+  }
+  std::size_t at = header_size;
+  while (at < wire.size() && wire[at] != 0) {
+    if (wire[at] > 63) {
+      return std::nullopt;  // a compression pointer or a reserved label type
+    }
+    at += 1 + wire[at];
+  }
+  if (at >= wire.size() || at + 1 - header_size > dns_name::max_wire_length || wire.size() - (at + 1) < 4) {
+    return std::nullopt;
+  }
+  const byte_view name_wire = wire.subspan(header_size, at + 1 - header_size);
+  at += 1;
+  const auto type = read_u16(wire, at);
+  const auto qclass = read_u16(wire, at + 2);
+  at += 4;
+  if (type == rr_type::axfr || type == rr_type::ixfr || type == rr_type::opt) {
+    return std::nullopt;
+  }
+  query q;
+  if (read_u16(wire, 10) == 1) {
+    // OPT: root owner, type 41, class = UDP size, TTL = extended rcode, version, flags.
+    if (wire.size() - at < 11 || wire[at] != 0 || read_u16(wire, at + 1) != rr_type::opt || wire[at + 6] != 0) {
+      return std::nullopt;
+    }
+    const std::size_t rdlength = read_u16(wire, at + 9);
+    if (wire.size() - (at + 11) != rdlength) {
+      return std::nullopt;
+    }
+    q.edns_udp_size = std::max<std::uint16_t>(512, read_u16(wire, at + 3));
+    q.dnssec_ok = (wire[at + 7] & 0x80) != 0;
+    at += 11 + rdlength;
+  }
+  if (at != wire.size()) {
+    return std::nullopt;
+  }
+  auto name = dns_name::from_wire(name_wire);
+  if (!name) {
+    return std::nullopt;
+  }
+  q.id = read_u16(wire, 0);
+  q.recursion_desired = (wire[2] & 0x01) != 0;
+  q.checking_disabled = (wire[3] & 0x10) != 0;
+  q.q = question{std::move(*name), type, qclass};
+  q.name_as_sent.assign(name_wire.begin(), name_wire.end());
+  return q;
+}
+
 }  // namespace
 
 query_or_reply parse_query(byte_view wire) {
+  if (auto plain = parse_plain_query(wire)) {
+    return std::move(*plain);
+  }
+  return parse_query_with_ldns(wire);
+}
+
+query_or_reply parse_query_with_ldns(byte_view wire) {
   if (wire.size() < header_size || (wire[2] & 0x80) != 0) {
     return drop{};  // no header to answer, or a response sent to a server
   }

@@ -217,6 +217,13 @@ policy_settings policy_settings_of(const config& cfg) {
 // ---- reverse names --------------------------------------------------------------------------------
 
 std::optional<cidr> reverse_name_prefix(const dns_name& name) {
+  constexpr std::string_view arpa{
+      "\x04"
+      "arpa",
+      6};  // the last label and the root
+  if (!name.wire_view().ends_with(arpa)) {
+    return std::nullopt;
+  }
   auto labels = labels_of(name.wire_view());
   if (labels.size() < 2 || labels.back() != "arpa") {
     return std::nullopt;
@@ -279,6 +286,13 @@ const std::optional<timed_answer>* lookups::find(const question& q) const {
   return it == answers_.end() ? nullptr : &it->second;
 }
 
+const std::optional<timed_answer>* lookups::find(const dns_name& name, std::uint16_t type) const {
+  const auto it = std::find_if(answers_.begin(), answers_.end(), [&](const auto& e) {
+    return e.first.type == type && e.first.qclass == class_in && e.first.name == name;
+  });
+  return it == answers_.end() ? nullptr : &it->second;
+}
+
 const std::optional<dns_name>* lookups::find_mapping(const ip_address& fake) const {
   const auto it = std::find_if(mappings_.begin(), mappings_.end(), [&](const auto& e) { return e.first == fake; });
   return it == mappings_.end() ? nullptr : &it->second;
@@ -288,16 +302,25 @@ const std::optional<dns_name>* lookups::find_mapping(const ip_address& fake) con
 
 policy::policy(policy_settings settings)
     : settings_{std::move(settings)},
-      rules_{settings_.mode, builtin_never_rules(settings_.pool_v4, settings_.pool_v6), settings_.rules} {}
-
-std::vector<ip_address> policy::real_addresses(const answer& a, ip_family family) const {
-  std::vector<ip_address> out;
-  for (const auto& address : addresses_in(a, family)) {
-    if (!in_pools(address)) {
-      out.push_back(address);
+      rules_{settings_.mode, builtin_never_rules(settings_.pool_v4, settings_.pool_v6), settings_.rules} {
+  for (const auto& pool : {settings_.pool_v4, settings_.pool_v6}) {
+    for (const auto& zone : reverse_zones_of(pool)) {
+      pool_zones_.emplace_back(*dns_name::parse(zone), pool);
     }
   }
-  return out;
+}
+
+bool policy::has_real_address(const answer& a, ip_family family) const {
+  const auto& addresses = addresses_in(a, family);
+  return std::any_of(addresses.begin(), addresses.end(), [&](const ip_address& x) { return !in_pools(x); });
+}
+
+dns_mode policy::query_mode(const dns_name& name, const lookups& known) const {
+  auto& memo = known.mode_memo_;
+  if (!memo || memo->first != name) {
+    memo.emplace(name, rules_.mode_for(name));
+  }
+  return memo->second;
 }
 
 decision policy::decide(const query& q, const lookups& known, std::size_t limit) const {
@@ -315,12 +338,9 @@ decision policy::decide(const query& q, const lookups& known, std::size_t limit)
     ldns_pkt_push_rr(pkt.get(), LDNS_SECTION_ANSWER, rr.release());
     return send_reply{packet::fit(q, pkt.get(), limit), reply_kind::any_minimal};
   }
-  if (const auto prefix = reverse_name_prefix(q.q.name)) {
-    for (const auto* pool : {&settings_.pool_v4, &settings_.pool_v6}) {
-      if (pool->family() == prefix->family() && prefix->prefix_length() >= pool->prefix_length() &&
-          pool->contains(prefix->network())) {
-        return decide_reverse(q, *pool, *prefix, known, limit);
-      }
+  for (const auto& [apex, pool] : pool_zones_) {
+    if (q.q.name.wire_view().ends_with(apex.wire_view()) && q.q.name.is_subdomain_of(apex)) {
+      return decide_reverse(q, apex, reverse_name_prefix(q.q.name), known, limit);
     }
   }
   if (q.q.type == rr_type::a || q.q.type == rr_type::aaaa) {
@@ -332,7 +352,7 @@ decision policy::decide(const query& q, const lookups& known, std::size_t limit)
 decision policy::decide_address(const query& q, const lookups& known, std::size_t limit) const {
   const auto family = family_of_type(q.q.type);
   const auto other = family == ip_family::v4 ? ip_family::v6 : ip_family::v4;
-  const auto mode = rules_.mode_for(q.q.name);
+  const auto mode = query_mode(q.q.name, known);
   const auto* asked = known.find(q.q);
   if (asked == nullptr) {
     return ask_upstream{q.q};
@@ -346,7 +366,7 @@ decision policy::decide_address(const query& q, const lookups& known, std::size_
   if (mode == dns_mode::never || a.code != rcode::noerror) {
     return forward(q, q.q, known, limit);
   }
-  if (!real_addresses(a, family).empty()) {
+  if (has_real_address(a, family)) {
     if (mode == dns_mode::all) {
       return allocate_fake{family};
     }
@@ -354,16 +374,16 @@ decision policy::decide_address(const query& q, const lookups& known, std::size_
   }
   // No address of the asked family: is there one of the other? Only then is the name
   // reachable through the gateway, and only then does it get a fake address.
-  const question other_q{q.q.name, type_of_family(other), class_in};
-  const auto* other_answer = known.find(other_q);
+  const auto other_type = type_of_family(other);
+  const auto* other_answer = known.find(q.q.name, other_type);
   if (other_answer == nullptr) {
-    return ask_upstream{other_q};
+    return ask_upstream{question{q.q.name, other_type, class_in}};
   }
   if (!other_answer->has_value()) {
     return servfail(q);
   }
   const answer& o = *(*other_answer)->a;
-  if (o.code == rcode::noerror && !real_addresses(o, other).empty()) {
+  if (o.code == rcode::noerror && has_real_address(o, other)) {
     return allocate_fake{family};
   }
   if (o.code != rcode::noerror && o.code != rcode::nxdomain) {
@@ -372,19 +392,19 @@ decision policy::decide_address(const query& q, const lookups& known, std::size_
   return forward(q, q.q, known, limit);  // NODATA stays NODATA
 }
 
-decision policy::decide_reverse(const query& q, const cidr& pool, const cidr& prefix, const lookups& known,
-                                std::size_t limit) const {
+decision policy::decide_reverse(const query& q, const dns_name& apex, const std::optional<cidr>& prefix,
+                                const lookups& known, std::size_t limit) const {
   const auto ttl = ttl_of(settings_.fake_ttl);
-  // The SOA of the zone the name is in: the pool's reverse zone at the label boundary.
-  const unsigned step = pool.family() == ip_family::v4 ? 8 : 4;
-  const unsigned apex_length = (pool.prefix_length() + step - 1) / step * step;
-  const auto apex = *dns_name::parse(reverse_zones_of(cidr{prefix.network(), apex_length}).front());
-  const unsigned host_length = pool.family() == ip_family::v4 ? 32 : 128;
-  if (prefix.prefix_length() != host_length) {
+  if (!prefix) {
+    // In our zone but not an address or a prefix of one (a DNS-SD browse name, a fifth label):
+    // no such name.
+    return send_reply{local_reply(q, rcode::nxdomain, nullptr, local_soa(apex, ttl), limit), reply_kind::reverse};
+  }
+  if (prefix->prefix_length() != (prefix->family() == ip_family::v4 ? 32U : 128U)) {
     // Above the addresses: an empty non-terminal of our zone.
     return send_reply{local_reply(q, rcode::noerror, nullptr, local_soa(apex, ttl), limit), reply_kind::reverse};
   }
-  const auto& fake = prefix.network();
+  const auto& fake = prefix->network();
   const auto* mapped = known.find_mapping(fake);
   if (mapped == nullptr) {
     return find_mapping{fake};
@@ -464,7 +484,7 @@ decision policy::forward(const query& q, const question& asked, const lookups& k
         continue;
       }
       flag = !target_answer->has_value() || (*target_answer)->a->code != rcode::noerror ||
-             real_addresses(*(*target_answer)->a, family).empty();
+             !has_real_address(*(*target_answer)->a, family);
     }
     strips.emplace_back(service.target, s);
   }
@@ -475,7 +495,8 @@ decision policy::forward(const query& q, const question& asked, const lookups& k
   bool any_hint_stripped = false;
   for (const auto& service : a.hinted_services) {
     const auto s = strip_for(service.target);
-    any_hint_stripped = any_hint_stripped || (s.v4 && service.v4_hint) || (s.v6 && service.v6_hint);
+    any_hint_stripped =
+        any_hint_stripped || service.malformed || (s.v4 && service.v4_hint) || (s.v6 && service.v6_hint);
   }
 
   if (!any_address_dropped && !any_hint_stripped) {

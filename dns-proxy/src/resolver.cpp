@@ -145,31 +145,39 @@ std::error_code make_error_code(resolve_errc e) noexcept {
 answer_cache::answer_cache(std::size_t max_entries, std::size_t max_bytes)
     : max_entries_{std::max<std::size_t>(1, max_entries)}, max_bytes_{max_bytes} {}
 
-std::string answer_cache::key_of(const question& q, query_flags flags) {
-  std::string key{q.name.wire_view()};
+void answer_cache::key_of(const question& q, query_flags flags, std::string& key) {
+  key.assign(q.name.wire_view());
   key.push_back(static_cast<char>((flags.checking_disabled ? 1 : 0) | (flags.dnssec_ok ? 2 : 0)));
   key.push_back(static_cast<char>(q.type >> 8));
   key.push_back(static_cast<char>(q.type));
   key.push_back(static_cast<char>(q.qclass >> 8));
   key.push_back(static_cast<char>(q.qclass));
-  return key;
 }
 
 std::optional<timed_answer> answer_cache::get(const question& q, steady_clock::time_point now, query_flags flags) {
-  const auto key = key_of(q, flags);
+  // Most names are longer than the small-string buffer: one key buffer per thread, reused.
+  thread_local std::string key;
+  key_of(q, flags, key);
   const std::lock_guard lock{mutex_};
   const auto it = index_.find(key);
   if (it == index_.end()) {
     return std::nullopt;
   }
-  if (it->second->expires <= now) {
-    bytes_ -= it->second->a->wire.size();
+  auto& e = *it->second;
+  if (e.expires <= now) {
+    bytes_ -= e.a->wire.size();
     lru_.erase(it->second);
     index_.erase(it);
     return std::nullopt;
   }
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return timed_answer{it->second->a, std::chrono::duration_cast<std::chrono::seconds>(now - it->second->stored)};
+  // Least recently used to within a few seconds: moving the entry at every hit writes to its
+  // neighbours too, and on a busy resolver that costs more than the order is worth.
+  constexpr auto move_interval = std::chrono::seconds{5};
+  if (now - e.moved >= move_interval) {
+    e.moved = now;
+    lru_.splice(lru_.begin(), lru_, it->second);
+  }
+  return timed_answer{e.a, std::chrono::duration_cast<std::chrono::seconds>(now - e.stored)};
 }
 
 void answer_cache::put(const question& q, std::shared_ptr<const answer> a, steady_clock::time_point now,
@@ -177,7 +185,8 @@ void answer_cache::put(const question& q, std::shared_ptr<const answer> a, stead
   if (a->cache_ttl.count() <= 0 || a->wire.size() > max_bytes_) {
     return;
   }
-  auto key = key_of(q, flags);
+  std::string key;
+  key_of(q, flags, key);
   const auto expires = now + a->cache_ttl;
   const std::lock_guard lock{mutex_};
   if (const auto it = index_.find(key); it != index_.end()) {
@@ -186,7 +195,7 @@ void answer_cache::put(const question& q, std::shared_ptr<const answer> a, stead
     index_.erase(it);
   }
   bytes_ += a->wire.size();
-  lru_.push_front(entry{key, std::move(a), now, expires});
+  lru_.push_front(entry{key, std::move(a), now, expires, now});
   index_.emplace(std::move(key), lru_.begin());
   while (lru_.size() > max_entries_ || bytes_ > max_bytes_) {
     bytes_ -= lru_.back().a->wire.size();
@@ -216,14 +225,22 @@ void upstream_resolver::reconfigure(upstream_settings settings) {
 
 upstream_resolver::counters upstream_resolver::stats() const {
   const std::lock_guard lock{mutex_};
-  return counters_;
+  auto out = counters_;
+  out.cache_hits = cache_hits_.load();
+  return out;
+}
+
+std::optional<timed_answer> upstream_resolver::cached(const question& q, query_flags flags) {
+  auto hit = cache_.get(q, steady_clock::now(), flags);
+  if (hit) {
+    ++cache_hits_;
+  }
+  return hit;
 }
 
 asio::awaitable<result<timed_answer>> upstream_resolver::query(question q, query_flags flags) {
-  if (auto cached = cache_.get(q, steady_clock::now(), flags)) {
-    const std::lock_guard lock{mutex_};
-    ++counters_.cache_hits;
-    co_return *cached;
+  if (auto hit = cached(q, flags)) {
+    co_return *hit;
   }
   auto fresh = co_await exchange(q, flags);
   if (!fresh) {

@@ -28,6 +28,53 @@ void delegating_responder::reconfigure(policy_settings settings) {
   policy_ = std::move(next);
 }
 
+void delegating_responder::add_mapping(lookups& known, const ip_address& fake) const {
+  const auto m = store_.find(fake);
+  known.add_mapping(fake, m ? std::optional<dns_name>{m->name} : std::nullopt);
+}
+
+bytes delegating_responder::finish(send_reply& reply) {
+  switch (reply.kind) {
+    case reply_kind::forwarded:
+      ++forwarded_;
+      break;
+    case reply_kind::reverse:
+      ++reverse_answers_;
+      break;
+    case reply_kind::any_minimal:
+      ++any_minimal_;
+      break;
+    case reply_kind::upstream_failed:
+      ++servfail_upstream_;
+      break;
+  }
+  hints_removed_ += reply.hints_removed;
+  records_removed_ += reply.records_removed;
+  return std::move(reply.wire);
+}
+
+std::optional<bytes> delegating_responder::answer_now(const query& q, std::size_t limit) {
+  const auto p = current();
+  lookups known;
+  for (std::size_t step = 0; step < max_steps; ++step) {
+    auto next = p->decide(q, known, limit);
+    if (auto* ask = std::get_if<ask_upstream>(&next)) {
+      auto hit = upstream_.cached(ask->q, {q.checking_disabled, q.dnssec_ok});
+      if (!hit) {
+        return std::nullopt;
+      }
+      known.add(ask->q, std::move(hit));
+    } else if (auto* find = std::get_if<find_mapping>(&next)) {
+      add_mapping(known, find->fake);
+    } else if (auto* fake = std::get_if<allocate_fake>(&next)) {
+      return reuse_mapping(*p, q, fake->family);
+    } else {
+      return finish(std::get<send_reply>(next));
+    }
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<bytes> delegating_responder::answer(const query& q, std::size_t limit) {
   // One policy for the whole query, even if a reload swaps it meanwhile.
   const auto p = current();
@@ -37,50 +84,40 @@ asio::awaitable<bytes> delegating_responder::answer(const query& q, std::size_t 
     if (auto* ask = std::get_if<ask_upstream>(&next)) {
       auto r = co_await upstream_.query(ask->q, {q.checking_disabled, q.dnssec_ok});
       known.add(ask->q, r ? std::optional<timed_answer>{std::move(*r)} : std::nullopt);
-      continue;
-    }
-    if (auto* find = std::get_if<find_mapping>(&next)) {
-      const auto m = store_.find(find->fake);
-      known.add_mapping(find->fake, m ? std::optional<dns_name>{m->name} : std::nullopt);
-      continue;
-    }
-    if (auto* fake = std::get_if<allocate_fake>(&next)) {
+    } else if (auto* find = std::get_if<find_mapping>(&next)) {
+      add_mapping(known, find->fake);
+    } else if (auto* fake = std::get_if<allocate_fake>(&next)) {
       co_return co_await fake_answer(*p, q, fake->family);
+    } else {
+      co_return finish(std::get<send_reply>(next));
     }
-    auto& reply = std::get<send_reply>(next);
-    switch (reply.kind) {
-      case reply_kind::forwarded:
-        ++forwarded_;
-        break;
-      case reply_kind::reverse:
-        ++reverse_answers_;
-        break;
-      case reply_kind::any_minimal:
-        ++any_minimal_;
-        break;
-      case reply_kind::upstream_failed:
-        ++servfail_upstream_;
-        break;
-    }
-    hints_removed_ += reply.hints_removed;
-    records_removed_ += reply.records_removed;
-    co_return std::move(reply.wire);
   }
   logger("dns")->error("policy for {} type {} did not finish in {} steps", q.q.name.to_string(), q.q.type, max_steps);
   co_return make_error_reply(q, rcode::servfail);
 }
 
-asio::awaitable<bytes> delegating_responder::fake_answer(const policy& p, const query& q, ip_family family) {
+std::optional<bytes> delegating_responder::reuse_mapping(const policy& p, const query& q, ip_family family) {
   const auto ttl = p.settings().fake_ttl;
   // Most answers give out a mapping that exists: when its lease already outlasts this answer,
-  // renew it in memory (written within the sync interval) instead of waiting for a commit.
-  if (const auto m = store_.find(q.q.name)) {
-    if (const auto& address = m->address(family); address && m->expiry > wall_.now() + ttl) {
-      store_.renew(m->name, *address, ttl);
-      ++fake_answers_;
-      co_return p.fake_reply(q, *address);
-    }
+  // renew it in memory (the store writes it later) instead of waiting for a commit.
+  const auto m = store_.find(q.q.name);
+  if (!m) {
+    return std::nullopt;
   }
+  const auto& address = m->address(family);
+  if (!address || m->expiry <= wall_.now() + ttl) {
+    return std::nullopt;
+  }
+  store_.renew(*m, family, ttl);
+  ++fake_answers_;
+  return p.fake_reply(q, *address);
+}
+
+asio::awaitable<bytes> delegating_responder::fake_answer(const policy& p, const query& q, ip_family family) {
+  if (auto reused = reuse_mapping(p, q, family)) {
+    co_return std::move(*reused);
+  }
+  const auto ttl = p.settings().fake_ttl;
   auto allocated = co_await store_.allocate(q.q.name, family, ttl);
   if (!allocated) {
     const auto& error = allocated.error();

@@ -142,39 +142,94 @@ asio::awaitable<void> answer_udp(state_ptr st, std::shared_ptr<udp::socket> sock
   --st->udp_in_flight;
 }
 
+// Sends without waiting when the socket takes the datagram at once (nearly always); else
+// hands a copy to a coroutine that waits for room.
+void send_udp(const state_ptr& st, const std::shared_ptr<udp::socket>& socket, const udp::endpoint& to, bytes reply) {
+  boost::system::error_code ec;
+  socket->send_to(asio::buffer(reply), to, 0, ec);
+  if (ec != asio::error::would_block && ec != asio::error::try_again) {
+    return;  // sent, or failed as a datagram may
+  }
+  asio::co_spawn(
+      socket->get_executor(),
+      [st, socket, to, reply = std::move(reply)]() -> asio::awaitable<void> {
+        const active_guard guard{st};
+        co_await socket->async_send_to(asio::buffer(reply), to, use_tuple);
+      },
+      asio::detached);
+}
+
+// One datagram from `sender`: answered at once when the responder can, else by a coroutine
+// of its own.
+void handle_udp(const state_ptr& st, const std::shared_ptr<udp::socket>& socket, const udp::endpoint& sender,
+                byte_view wire) {
+  if (!st->allowed(from_asio(sender.address()))) {
+    ++st->refused_clients;
+    if (auto refusal = make_refusal(wire)) {
+      send_udp(st, socket, sender, std::move(*refusal));
+    }
+    return;
+  }
+  auto parsed = parse_query(wire);
+  if (std::holds_alternative<drop>(parsed)) {
+    ++st->dropped;
+    return;
+  }
+  if (auto* immediate = std::get_if<bytes>(&parsed)) {
+    ++st->malformed;
+    send_udp(st, socket, sender, std::move(*immediate));
+    return;
+  }
+  auto& q = std::get<query>(parsed);
+  std::optional<bytes> reply;
+  try {
+    reply = st->answers.answer_now(q, q.udp_limit());
+  } catch (const std::exception& e) {
+    ++st->internal_errors;
+    logger("dns")->error("answering {} {}: {}", q.q.name.to_string(), q.q.type, e.what());
+    reply = make_error_reply(q, rcode::servfail);
+  }
+  if (reply) {
+    ++st->udp_queries;
+    send_udp(st, socket, sender, std::move(*reply));
+    return;
+  }
+  if (st->udp_in_flight.load() >= max_udp_in_flight) {
+    ++st->shed;  // overloaded: the client will retry
+    return;
+  }
+  ++st->udp_queries;
+  ++st->udp_in_flight;
+  asio::co_spawn(socket->get_executor(), answer_udp(st, socket, sender, std::move(q)), asio::detached);
+}
+
 asio::awaitable<void> udp_loop(state_ptr st, std::shared_ptr<udp::socket> socket) {
   const active_guard guard{st};
+  // Reads without waiting until the socket is empty, and only then waits for readiness: one
+  // system call per datagram under load, plus one that finds the socket empty per wake-up.
+  // After max_batch datagrams in a row the loop lets the thread's other work run.
+  constexpr int max_batch = 32;
   std::vector<std::uint8_t> buffer(65536);
   udp::endpoint sender;
-  auto executor = co_await asio::this_coro::executor;
-  while (true) {
-    auto [ec, size] = co_await socket->async_receive_from(asio::buffer(buffer), sender, use_tuple);
-    if (ec == asio::error::operation_aborted || !socket->is_open()) {
-      break;
-    }
-    if (ec) {
-      continue;  // an ICMP error for an earlier reply, and the like
-    }
-    const byte_view wire{buffer.data(), size};
-    if (!st->allowed(from_asio(sender.address()))) {
-      ++st->refused_clients;
-      if (auto refusal = make_refusal(wire)) {
-        co_await socket->async_send_to(asio::buffer(*refusal), sender, use_tuple);
+  socket->non_blocking(true);
+  int batch = 0;
+  while (socket->is_open()) {
+    boost::system::error_code ec;
+    const auto size = socket->receive_from(asio::buffer(buffer), sender, 0, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      batch = 0;
+      auto [wait_ec] = co_await socket->async_wait(udp::socket::wait_read, use_tuple);
+      if (wait_ec == asio::error::operation_aborted) {
+        break;
       }
       continue;
     }
-    auto parsed = parse_query(wire);
-    if (std::holds_alternative<drop>(parsed)) {
-      ++st->dropped;
-    } else if (auto* immediate = std::get_if<bytes>(&parsed)) {
-      ++st->malformed;
-      co_await socket->async_send_to(asio::buffer(*immediate), sender, use_tuple);
-    } else if (st->udp_in_flight.load() >= max_udp_in_flight) {
-      ++st->shed;  // overloaded: the client will retry
-    } else {
-      ++st->udp_queries;
-      ++st->udp_in_flight;
-      asio::co_spawn(executor, answer_udp(st, socket, sender, std::move(std::get<query>(parsed))), asio::detached);
+    if (!ec) {  // else an ICMP error for an earlier reply, and the like
+      handle_udp(st, socket, sender, byte_view{buffer.data(), size});
+    }
+    if (++batch == max_batch) {
+      batch = 0;
+      co_await asio::post(socket->get_executor(), asio::use_awaitable);
     }
   }
 }

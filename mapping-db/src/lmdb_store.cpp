@@ -461,7 +461,7 @@ class lmdb_store final : public mapping_store {
   [[nodiscard]] std::optional<mapping> find(const dns_name& name) const override;
   [[nodiscard]] result<mapping> get(const mapping_key& key) const override;
   void hold(const ip_address& fake, seconds ttl) override;
-  void renew(const dns_name& name, const ip_address& fake, seconds ttl) override;
+  void renew(const mapping& current, ip_family family, seconds ttl) override;
   result<mapping> add(const dns_name& name, std::optional<ip_address> v4, std::optional<ip_address> v6,
                       bool pin) override;
   result<mapping> remove(const mapping_key& key, bool force) override;
@@ -1114,13 +1114,20 @@ void lmdb_store::hold(const ip_address& fake, seconds ttl) {
   }
 }
 
-void lmdb_store::renew(const dns_name& name, const ip_address& fake, seconds ttl) {
+void lmdb_store::renew(const mapping& current, ip_family family, seconds ttl) {
+  const auto& fake = current.address(family);
+  if (!fake) {
+    return;
+  }
   const auto now = options_.wall_clock->now();
   {
     const std::lock_guard lock{mutex_};
-    auto [it, inserted] = renewals_.try_emplace(fake, pending_renewal{name, now, ttl});
+    if (current.expiry >= now + ttl + lease_grace_ - lease_grace_ / 4) {
+      return;  // recently renewed: the lease has most of its grace left
+    }
+    auto [it, inserted] = renewals_.try_emplace(*fake, pending_renewal{current.name, now, ttl});
     if (!inserted) {
-      it->second.name = name;
+      it->second.name = current.name;
       it->second.at = std::max(it->second.at, now);
       it->second.ttl = std::max(it->second.ttl, ttl);
     }

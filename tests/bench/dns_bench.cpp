@@ -199,6 +199,36 @@ void decide(benchmark::State& state) {
 }
 BENCHMARK(decide)->Name("policy_decide");
 
+// The upstream cache with both answers of every name, as in the whole-system run.
+void cache(benchmark::State& state) {
+  auto& f = shared_fixture();
+  answer_cache c{100000};
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& q : f.parsed) {
+    for (const auto type : {rr_type::a, rr_type::aaaa}) {
+      const question asked{q.q.name, type, class_in};
+      c.put(asked, f.upstream.find(asked), now);
+    }
+  }
+  std::size_t i = 0;
+  for ([[maybe_unused]] auto _ : state) {
+    benchmark::DoNotOptimize(c.get(f.parsed[i++ % f.parsed.size()].q, now));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(cache)->Name("cache_get");
+
+void rules(benchmark::State& state) {
+  auto& f = shared_fixture();
+  const policy p{policy_settings{}};
+  std::size_t i = 0;
+  for ([[maybe_unused]] auto _ : state) {
+    benchmark::DoNotOptimize(p.mode_for(f.parsed[i++ % f.parsed.size()].q.name));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(rules)->Name("rule_lookup");
+
 void reply(benchmark::State& state) {
   auto& f = shared_fixture();
   const policy p{policy_settings{}};

@@ -1,6 +1,6 @@
-// The DNS message core on arbitrary bytes, both ways: as a client's query (parse, then every
-// reply built for it) and as an upstream's answer to a question (checks, reply building at
-// several size limits, address extraction). Nothing may crash, leak or read out of bounds, and
+// The DNS message core on arbitrary bytes, both ways: as a client's query (parse, the plain
+// reader checked against ldns, then every reply built for it) and as an upstream's answer to a
+// question (checks, reply building at several size limits, address extraction). Nothing may crash, leak or read out of bounds, and
 // whatever is built must parse again as a response.
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +24,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const byte_view wire{data, size};
 
   auto parsed = parse_query(wire);
+  // parse_query reads plain queries itself and leaves the rest to ldns: both must agree.
+  const auto general = parse_query_with_ldns(wire);
+  if (const auto* fast = std::get_if<query>(&parsed)) {
+    const auto* slow = std::get_if<query>(&general);
+    if (slow == nullptr || fast->id != slow->id || fast->recursion_desired != slow->recursion_desired ||
+        fast->checking_disabled != slow->checking_disabled || fast->dnssec_ok != slow->dnssec_ok ||
+        !(fast->q == slow->q) || fast->name_as_sent != slow->name_as_sent ||
+        fast->edns_udp_size != slow->edns_udp_size) {
+      std::abort();
+    }
+  }
   if (auto* q = std::get_if<query>(&parsed)) {
     must_be_a_response(make_error_reply(*q, rcode::servfail));
     // The same bytes as an upstream's answer to the question just parsed (with its own ID

@@ -87,6 +87,9 @@ using query_or_reply = std::variant<query, bytes, drop>;
 // queries and QDCOUNT != 1, NOTIMP for other opcodes, BADVERS for EDNS versions above 0,
 // REFUSED for zone transfers), or a drop (responses, anything without a whole header).
 query_or_reply parse_query(byte_view wire);
+// The same through ldns alone, for every message (parse_query reads the plain shape of nearly
+// every query itself); the fuzz target checks that both agree.
+query_or_reply parse_query_with_ldns(byte_view wire);
 
 // A reply to `q` carrying only its question and `code`.
 bytes make_error_reply(const query& q, rcode code);
@@ -108,6 +111,7 @@ struct hinted_service {
   dns_name target;  // TargetName, or the owner when it is "." (RFC 9460 §2.5.2)
   bool v4_hint = false;
   bool v6_hint = false;
+  bool malformed = false;  // SvcParams that do not parse (RFC 9460 §2.2): the record is dropped
   friend bool operator==(const hinted_service&, const hinted_service&) = default;
 };
 

@@ -80,12 +80,16 @@ class lookups {
 
   // nullptr: not asked yet; else the answer, nullopt when it failed.
   [[nodiscard]] const std::optional<timed_answer>* find(const question& q) const;
+  [[nodiscard]] const std::optional<timed_answer>* find(const dns_name& name, std::uint16_t type) const;
   [[nodiscard]] const std::optional<dns_name>* find_mapping(const ip_address& fake) const;
   [[nodiscard]] std::size_t size() const noexcept { return answers_.size() + mappings_.size(); }
 
  private:
+  friend class policy;
   std::vector<std::pair<question, std::optional<timed_answer>>> answers_;
   std::vector<std::pair<ip_address, std::optional<dns_name>>> mappings_;
+  // The mode of the last name the policy looked up: decide() runs several times per query.
+  mutable std::optional<std::pair<dns_name, dns_mode>> mode_memo_;
 };
 
 struct ask_upstream {
@@ -139,13 +143,16 @@ class policy {
 
  private:
   [[nodiscard]] decision decide_address(const query& q, const lookups& known, std::size_t limit) const;
-  [[nodiscard]] decision decide_reverse(const query& q, const cidr& pool, const cidr& prefix, const lookups& known,
-                                        std::size_t limit) const;
+  [[nodiscard]] decision decide_reverse(const query& q, const dns_name& apex, const std::optional<cidr>& prefix,
+                                        const lookups& known, std::size_t limit) const;
   [[nodiscard]] decision forward(const query& q, const question& asked, const lookups& known, std::size_t limit) const;
-  [[nodiscard]] std::vector<ip_address> real_addresses(const answer& a, ip_family family) const;
+  [[nodiscard]] bool has_real_address(const answer& a, ip_family family) const;
+  [[nodiscard]] dns_mode query_mode(const dns_name& name, const lookups& known) const;
 
   policy_settings settings_;
   rule_table rules_;
+  // The pools' reverse zones (18.198.in-addr.arpa., ...), answered here: every name in them.
+  std::vector<std::pair<dns_name, cidr>> pool_zones_;
 };
 
 }  // namespace gate46::dns

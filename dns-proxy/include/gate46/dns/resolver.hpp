@@ -6,6 +6,7 @@
 // caller's executor.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -58,6 +59,10 @@ class resolver {
   virtual boost::asio::awaitable<result<timed_answer>> query(question q, query_flags flags) = 0;
   // The real addresses of `name` in `family` (A or AAAA, after CNAMEs).
   virtual boost::asio::awaitable<result<std::vector<ip_address>>> resolve(dns_name name, ip_family family) = 0;
+  // The answer for `q` if it can be had without waiting (from a cache), else nullopt.
+  [[nodiscard]] virtual std::optional<timed_answer> cached(const question& /*q*/, query_flags /*flags*/) {
+    return std::nullopt;
+  }
 };
 
 // Real upstream answers, by question, for as long as their TTL allows. Bounded: the least
@@ -79,8 +84,9 @@ class answer_cache {
     std::shared_ptr<const answer> a;
     std::chrono::steady_clock::time_point stored;
     std::chrono::steady_clock::time_point expires;
+    std::chrono::steady_clock::time_point moved;  // last moved to the front of the LRU list
   };
-  static std::string key_of(const question& q, query_flags flags);
+  static void key_of(const question& q, query_flags flags, std::string& key);
 
   std::size_t max_entries_;
   std::size_t max_bytes_;
@@ -107,6 +113,7 @@ class upstream_resolver final : public resolver {
 
   boost::asio::awaitable<result<timed_answer>> query(question q, query_flags flags) override;
   boost::asio::awaitable<result<std::vector<ip_address>>> resolve(dns_name name, ip_family family) override;
+  [[nodiscard]] std::optional<timed_answer> cached(const question& q, query_flags flags) override;
 
   // dns.upstreams, dns.upstream_timeout_ms, dns.upstream_tries on SIGHUP.
   void reconfigure(upstream_settings settings);
@@ -125,7 +132,8 @@ class upstream_resolver final : public resolver {
 
   mutable std::mutex mutex_;  // guards settings_ and counters_
   std::shared_ptr<const upstream_settings> settings_;
-  counters counters_;
+  counters counters_;  // all but cache_hits
+  std::atomic<std::uint64_t> cache_hits_{0};
   std::uint64_t next_upstream_ = 0;
   std::map<endpoint, std::chrono::steady_clock::time_point> failed_until_;  // recent timeouts
   answer_cache cache_;

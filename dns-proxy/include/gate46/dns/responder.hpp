@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -33,6 +34,10 @@ class responder {
 
   // The reply to `q`, at most `limit` bytes (TC set past it). Never fails: errors are SERVFAIL.
   virtual boost::asio::awaitable<bytes> answer(const query& q, std::size_t limit) = 0;
+  // The same reply when it can be made without waiting for anything (cached upstream answers,
+  // a mapping that exists); nullopt when answer() must run. Most queries of a busy network end
+  // here, without a coroutine of their own.
+  virtual std::optional<bytes> answer_now(const query& /*q*/, std::size_t /*limit*/) { return std::nullopt; }
   [[nodiscard]] virtual std::vector<counter> counters() const = 0;
 };
 
@@ -42,6 +47,7 @@ class delegating_responder final : public responder {
                        const clock& wall = system_wall_clock());
 
   boost::asio::awaitable<bytes> answer(const query& q, std::size_t limit) override;
+  std::optional<bytes> answer_now(const query& q, std::size_t limit) override;
   [[nodiscard]] std::vector<counter> counters() const override;
 
   // dns.mode, dns.rule and dns.fake_ttl on SIGHUP (the pools are restart keys).
@@ -49,7 +55,11 @@ class delegating_responder final : public responder {
 
  private:
   [[nodiscard]] std::shared_ptr<const policy> current() const;
+  // The fake answer from the name's existing mapping, if its lease outlasts the answer.
+  std::optional<bytes> reuse_mapping(const policy& p, const query& q, ip_family family);
   boost::asio::awaitable<bytes> fake_answer(const policy& p, const query& q, ip_family family);
+  bytes finish(send_reply& reply);
+  void add_mapping(lookups& known, const ip_address& fake) const;
 
   resolver& upstream_;
   mapping::mapping_store& store_;

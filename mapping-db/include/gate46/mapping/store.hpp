@@ -102,11 +102,13 @@ class mapping_store {
   // start and every hold_refresh.
   virtual void hold(const ip_address& fake, std::chrono::seconds ttl) = 0;
 
-  // A DNS answer gave out the existing mapping of `name` at `fake` again: renews its last use
-  // and lease as allocate() would, without waiting for a commit (coalesced, written within
-  // store.sync_interval_ms). Only for a mapping whose lease already outlasts the answer's TTL,
+  // A DNS answer gave out `current`'s address in `family` again: renews its last use and lease
+  // as allocate() would, without waiting for a commit (coalesced, written within
+  // store.sync_interval_ms), and not at all while the lease still has three quarters of
+  // pools.lease_grace beyond the answer's TTL: a name answered all day is written a few times
+  // an hour, not at every answer. Only for a mapping whose lease already outlasts the answer,
   // so the answer stays safe if the renewal is never written.
-  virtual void renew(const dns_name& name, const ip_address& fake, std::chrono::seconds ttl) = 0;
+  virtual void renew(const mapping& current, ip_family family, std::chrono::seconds ttl) = 0;
 
   // Administration (gate46ctl). add() places missing addresses like allocate() unless given.
   virtual result<mapping> add(const dns_name& name, std::optional<ip_address> v4, std::optional<ip_address> v6,
