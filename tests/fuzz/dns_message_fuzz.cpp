@@ -1,7 +1,7 @@
 // The DNS message core on arbitrary bytes, both ways: as a client's query (parse, the plain
 // reader checked against ldns, then every reply built for it) and as an upstream's answer to a
-// question (checks, reply building at several size limits, address extraction). Nothing may crash, leak or read out of bounds, and
-// whatever is built must parse again as a response.
+// question (checks, reply building at several size limits, address extraction). Nothing may crash, leak or read out of
+// bounds, and whatever is built must parse again as a response.
 #include <cstdint>
 #include <cstdlib>
 #include <variant>

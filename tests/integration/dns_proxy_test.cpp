@@ -643,14 +643,17 @@ TEST_P(dns_proxy, answers_equal_the_authoritative_ones) {
   start_knot();
   start_gate46();
   const std::vector<lookup> lookups{
-      {tz::dual, "A", "NOERROR", 1},           {tz::dual, "AAAA", "NOERROR", 1},
-      {tz::v4_only, "A", "NOERROR", 1},        {tz::v6_only, "AAAA", "NOERROR", 1},
+      {tz::dual, "A", "NOERROR", 1},
+      {tz::dual, "AAAA", "NOERROR", 1},
+      {tz::v4_only, "A", "NOERROR", 1},
+      {tz::v6_only, "AAAA", "NOERROR", 1},
       {tz::cname_chain, "A", "NOERROR", 3},     // alias -> alias2 -> www A
       {tz::cname_chain, "AAAA", "NOERROR", 3},  // alias -> alias2 -> www AAAA
-      {tz::text_only, "TXT", "NOERROR", 1},    {tz::origin, "SOA", "NOERROR", 1},
+      {tz::text_only, "TXT", "NOERROR", 1},
+      {tz::origin, "SOA", "NOERROR", 1},
       {tz::nonexistent, "A", "NXDOMAIN", 0},
       {tz::text_only, "A", "NOERROR", 0},  // NODATA (no address of either family: never faked)
-      // v4only AAAA and v6only A get fake addresses: dns_policy_test.cpp.
+                                           // v4only AAAA and v6only A get fake addresses: dns_policy_test.cpp.
   };
   // UDP first: the TCP round is then served from gate46's cache, which must change nothing but
   // the TTLs.
