@@ -217,10 +217,7 @@ policy_settings policy_settings_of(const config& cfg) {
 // ---- reverse names --------------------------------------------------------------------------------
 
 std::optional<cidr> reverse_name_prefix(const dns_name& name) {
-  constexpr std::string_view arpa{
-      "\x04"
-      "arpa",
-      6};  // the last label and the root
+  constexpr std::string_view arpa{"\4arpa\0", 6};  // the last label and the root
   if (!name.wire_view().ends_with(arpa)) {
     return std::nullopt;
   }

@@ -50,7 +50,9 @@ bytes delegating_responder::finish(send_reply& reply) {
   }
   hints_removed_ += reply.hints_removed;
   records_removed_ += reply.records_removed;
-  return std::move(reply.wire);
+  bytes wire;
+  wire.swap(reply.wire);
+  return wire;
 }
 
 std::optional<bytes> delegating_responder::answer_now(const query& q, std::size_t limit) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <future>
@@ -526,6 +527,8 @@ class lmdb_store final : public mapping_store {
   std::unordered_set<ip_address> held_this_interval_;  // holds written since the last sync tick
   bool urgent_holds_ = false;
   seconds lease_grace_;
+  // lease_grace_ for renew(), read without the lock on the DNS answer path.
+  std::atomic<seconds::rep> renew_grace_;
   seconds hold_refresh_;
   std::condition_variable synced_;
   std::uint64_t sync_requested_ = 0;  // generations: sync() waits until done catches up
@@ -539,6 +542,7 @@ lmdb_store::lmdb_store(const lmdb_store_options& options)
       pool_v4_{options.pool_v4},
       pool_v6_{options.pool_v6},
       lease_grace_{options.lease_grace},
+      renew_grace_{options.lease_grace.count()},
       hold_refresh_{options.hold_refresh} {
   if (sodium_init() < 0) {
     throw store_open_error{"libsodium failed to initialise"};
@@ -1120,11 +1124,12 @@ void lmdb_store::renew(const mapping& current, ip_family family, seconds ttl) {
     return;
   }
   const auto now = options_.wall_clock->now();
+  const seconds grace{renew_grace_.load(std::memory_order_relaxed)};
+  if (current.expiry >= now + ttl + grace - grace / 4) {
+    return;  // recently renewed: the lease has most of its grace left
+  }
   {
     const std::lock_guard lock{mutex_};
-    if (current.expiry >= now + ttl + lease_grace_ - lease_grace_ / 4) {
-      return;  // recently renewed: the lease has most of its grace left
-    }
     auto [it, inserted] = renewals_.try_emplace(*fake, pending_renewal{current.name, now, ttl});
     if (!inserted) {
       it->second.name = current.name;
@@ -1326,6 +1331,7 @@ void lmdb_store::sync() {
 void lmdb_store::set_lease_policy(seconds lease_grace, seconds hold_refresh) {
   const std::lock_guard lock{mutex_};
   lease_grace_ = lease_grace;
+  renew_grace_ = lease_grace.count();
   hold_refresh_ = hold_refresh;
 }
 

@@ -459,8 +459,10 @@ TEST_F(address_watcher_test, overrun_is_repaired_by_dumping_again) {
   const auto stats = w->stats();
   EXPECT_GE(stats.overruns, 1U) << "the storm did not overrun the socket: the test proves nothing";
   EXPECT_GE(stats.dumps, 2U);
-  // The subscriber's stream still adds up to the state.
+  // The subscriber's stream still adds up to the state (its callbacks may run just after the
+  // snapshot is updated: wait for them, bounded).
   std::vector<std::string> errors;
+  (void)wait_until([&] { return w.changes().state() == state_keys(w->snapshot()); }, event_timeout);
   EXPECT_EQ(w.changes().state(&errors), state_keys(w->snapshot()));
   EXPECT_TRUE(errors.empty()) << errors.front();
   EXPECT_TRUE(w.changes().saw(address_change::kind::removed, "lan0 192.0.2.30/24"));

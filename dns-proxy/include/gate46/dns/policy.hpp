@@ -75,6 +75,7 @@ dns_name reverse_name_of(const ip_address& address);
 // be had (every upstream timed out) is recorded as nullopt.
 class lookups {
  public:
+  lookups() { answers_.reserve(2); }  // an address query asks for both families
   void add(const question& q, std::optional<timed_answer> a);
   void add_mapping(const ip_address& fake, std::optional<dns_name> name);
 
