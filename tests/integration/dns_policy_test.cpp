@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gate46/common/address.hpp"
+#include "gate46/testing/dig.hpp"
 #include "gate46/testing/gate46_config.hpp"
 #include "gate46/testing/knot.hpp"
 #include "gate46/testing/netns.hpp"
@@ -161,121 +162,7 @@ knot_zone records() {
 
 }  // namespace zone
 
-// ---- dig and kdig output -------------------------------------------------------------------------
-
-std::vector<std::string> split_words(const std::string& line) {
-  std::istringstream in{line};
-  std::vector<std::string> words;
-  for (std::string w; in >> w;) {
-    words.push_back(w);
-  }
-  return words;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in{text};
-  for (std::string line; std::getline(in, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
-
-// A record line without its TTL ("v4only.gate46.test. IN A 203.0.113.10"), and the TTL.
-struct record_line {
-  std::string text;
-  std::uint32_t ttl = 0;
-  friend bool operator<(const record_line& a, const record_line& b) { return a.text < b.text; }
-};
-
-record_line record_of(const std::string& line) {
-  const auto w = split_words(line);
-  record_line r;
-  if (w.size() < 4) {
-    r.text = line;
-    return r;
-  }
-  r.ttl = static_cast<std::uint32_t>(std::stoul(w[1]));
-  r.text = w[0];
-  for (std::size_t i = 2; i < w.size(); ++i) {
-    r.text += " " + w[i];
-  }
-  return r;
-}
-
-std::vector<std::string> texts_of(const std::vector<record_line>& records) {
-  std::vector<std::string> out;
-  out.reserve(records.size());
-  for (const auto& r : records) {
-    out.push_back(r.text);
-  }
-  return out;
-}
-
-// The type of a record text ("owner IN TYPE rdata...").
-std::string type_of(const std::string& text) {
-  const auto w = split_words(text);
-  return w.size() >= 3 ? w[2] : "";
-}
-
-// What `dig +noall +comments +question +answer +authority +additional` printed.
-struct dig_reply {
-  bool got = false;  // a reply header was printed
-  std::string status;
-  std::set<std::string> flags;
-  std::vector<record_line> answer;  // sorted: RRset order is not significant
-  std::vector<record_line> authority;
-  std::vector<record_line> additional;
-  std::string raw;
-
-  [[nodiscard]] std::vector<std::string> answer_texts() const { return texts_of(answer); }
-  [[nodiscard]] std::vector<std::string> authority_texts() const { return texts_of(authority); }
-  [[nodiscard]] std::vector<std::string> additional_texts() const { return texts_of(additional); }
-};
-
-dig_reply parse_dig(const std::string& out) {
-  dig_reply reply;
-  reply.raw = out;
-  std::string section;
-  for (const auto& line : lines_of(out)) {
-    if (line.starts_with(";; ->>HEADER<<-")) {
-      reply.got = true;
-      const auto at = line.find("status: ");
-      if (at != std::string::npos) {
-        reply.status = line.substr(at + 8, line.find(',', at) - at - 8);
-      }
-    } else if (line.starts_with(";; flags:")) {
-      const auto words = split_words(line.substr(9, line.find(';', 3) - 9));
-      reply.flags.insert(words.begin(), words.end());
-    } else if (line.starts_with(";; ") && line.ends_with(" SECTION:")) {
-      section = line.substr(3, line.size() - 3 - 9);
-    } else if (line.empty() || line.starts_with(";")) {
-      continue;
-    } else if (section == "ANSWER") {
-      reply.answer.push_back(record_of(line));
-    } else if (section == "AUTHORITY") {
-      reply.authority.push_back(record_of(line));
-    } else if (section == "ADDITIONAL") {
-      reply.additional.push_back(record_of(line));
-    }
-  }
-  std::sort(reply.answer.begin(), reply.answer.end());
-  std::sort(reply.authority.begin(), reply.authority.end());
-  std::sort(reply.additional.begin(), reply.additional.end());
-  return reply;
-}
-
-// Record lines of `kdig +noall +answer` or `dig +noall +answer` (several queries at once).
-std::vector<std::vector<std::string>> answer_lines(const std::string& out) {
-  std::vector<std::vector<std::string>> records;
-  for (const auto& line : lines_of(out)) {
-    if (line.empty() || line.starts_with(";")) {
-      continue;
-    }
-    records.push_back(split_words(line));  // owner TTL IN TYPE rdata...
-  }
-  return records;
-}
+// ---- names and records -------------------------------------------------------------------------
 
 // "1.2.18.198.in-addr.arpa." / the ip6.arpa. nibble name of an address.
 std::string reverse_name(const ip_address& address) {

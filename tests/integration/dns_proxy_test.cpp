@@ -17,13 +17,12 @@
 #include <csignal>
 #include <map>
 #include <optional>
-#include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "gate46/testing/dig.hpp"
 #include "gate46/testing/gate46_config.hpp"
 #include "gate46/testing/knot.hpp"
 #include "gate46/testing/netns.hpp"
@@ -345,105 +344,6 @@ elif cmd == 'fake-upstream':
 else:
     sys.exit('unknown command ' + cmd)
 )py";
-
-// ---- dig output ------------------------------------------------------------------------------
-
-std::vector<std::string> split_words(const std::string& line) {
-  std::istringstream in{line};
-  std::vector<std::string> words;
-  for (std::string w; in >> w;) {
-    words.push_back(w);
-  }
-  return words;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in{text};
-  for (std::string line; std::getline(in, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
-
-// A record line without its TTL ("www.gate46.test. IN A 203.0.113.20"), and the TTL.
-struct record_line {
-  std::string text;
-  std::uint32_t ttl = 0;
-  friend bool operator<(const record_line& a, const record_line& b) { return a.text < b.text; }
-};
-
-// What `dig +noall +comments +question +answer +authority` printed.
-struct dig_reply {
-  bool got = false;  // a reply header was printed
-  std::string status;
-  std::set<std::string> flags;
-  std::vector<std::string> question;  // as printed, without the leading ';'
-  std::vector<record_line> answer;    // sorted: RRset order is not significant
-  std::vector<record_line> authority;
-  std::string raw;
-
-  [[nodiscard]] std::vector<std::string> answer_texts() const {
-    std::vector<std::string> out;
-    for (const auto& r : answer) {
-      out.push_back(r.text);
-    }
-    return out;
-  }
-  [[nodiscard]] std::vector<std::string> authority_texts() const {
-    std::vector<std::string> out;
-    for (const auto& r : authority) {
-      out.push_back(r.text);
-    }
-    return out;
-  }
-};
-
-record_line record_of(const std::string& line) {
-  const auto w = split_words(line);
-  record_line r;
-  if (w.size() < 4) {
-    r.text = line;
-    return r;
-  }
-  r.ttl = static_cast<std::uint32_t>(std::stoul(w[1]));
-  r.text = w[0];
-  for (std::size_t i = 2; i < w.size(); ++i) {
-    r.text += " " + w[i];
-  }
-  return r;
-}
-
-dig_reply parse_dig(const std::string& out) {
-  dig_reply reply;
-  reply.raw = out;
-  std::string section;
-  for (const auto& line : lines_of(out)) {
-    if (line.starts_with(";; ->>HEADER<<-")) {
-      reply.got = true;
-      const auto at = line.find("status: ");
-      if (at != std::string::npos) {
-        reply.status = line.substr(at + 8, line.find(',', at) - at - 8);
-      }
-    } else if (line.starts_with(";; flags:")) {
-      const auto words = split_words(line.substr(9, line.find(';', 3) - 9));
-      reply.flags.insert(words.begin(), words.end());
-    } else if (line.starts_with(";; ") && line.ends_with(" SECTION:")) {
-      section = line.substr(3, line.size() - 3 - 9);
-    } else if (line.empty() || line.starts_with(";;")) {
-      continue;
-    } else if (section == "QUESTION" && line.starts_with(";")) {
-      reply.question.push_back(line.substr(1));
-    } else if (section == "ANSWER") {
-      reply.answer.push_back(record_of(line));
-    } else if (section == "AUTHORITY") {
-      reply.authority.push_back(record_of(line));
-    }
-  }
-  std::sort(reply.answer.begin(), reply.answer.end());
-  std::sort(reply.authority.begin(), reply.authority.end());
-  return reply;
-}
 
 enum class transport { udp, tcp };
 

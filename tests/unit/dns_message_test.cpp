@@ -2,53 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include "dns_test_wire.hpp"
+
 namespace gate46::dns {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Writes DNS messages field by field, names uncompressed.
-class wire_builder {
- public:
-  wire_builder& u8(std::uint8_t v) {
-    out_.push_back(v);
-    return *this;
-  }
-  wire_builder& u16(std::uint16_t v) { return u8(static_cast<std::uint8_t>(v >> 8)).u8(static_cast<std::uint8_t>(v)); }
-  wire_builder& u32(std::uint32_t v) {
-    return u16(static_cast<std::uint16_t>(v >> 16)).u16(static_cast<std::uint16_t>(v));
-  }
-  wire_builder& name(std::string_view text) {
-    const auto n = *dns_name::parse(text);
-    // Keep the letter case of `text`: copy labels from the text, not the lower-cased name.
-    std::size_t start = 0;
-    for (std::size_t i = 0; i <= text.size(); ++i) {
-      if (i == text.size() || text[i] == '.') {
-        if (i > start) {
-          u8(static_cast<std::uint8_t>(i - start));
-          for (std::size_t k = start; k < i; ++k) {
-            u8(static_cast<std::uint8_t>(text[k]));
-          }
-        }
-        start = i + 1;
-      }
-    }
-    (void)n;
-    return u8(0);
-  }
-  wire_builder& raw(std::initializer_list<std::uint8_t> b) {
-    out_.insert(out_.end(), b);
-    return *this;
-  }
-  // An OPT pseudo-RR: root owner, type 41, class = UDP size, TTL = ext rcode|version|DO.
-  wire_builder& opt(std::uint16_t udp_size, std::uint8_t version = 0, bool do_bit = false) {
-    return u8(0).u16(41).u16(udp_size).u8(0).u8(version).u16(do_bit ? 0x8000 : 0).u16(0);
-  }
-  [[nodiscard]] bytes get() const { return out_; }
-
- private:
-  bytes out_;
-};
+using test_wire::u16_at;
+using test_wire::wire_builder;
+using test_wire::flag::qr;
+using test_wire::flag::rd;
 
 // Header: id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT.
 wire_builder header(std::uint16_t id, std::uint16_t flags, std::uint16_t qd, std::uint16_t an = 0, std::uint16_t ns = 0,
@@ -57,9 +20,6 @@ wire_builder header(std::uint16_t id, std::uint16_t flags, std::uint16_t qd, std
   w.u16(id).u16(flags).u16(qd).u16(an).u16(ns).u16(ar);
   return w;
 }
-
-constexpr std::uint16_t rd = 0x0100;
-constexpr std::uint16_t qr = 0x8000;
 
 query parsed(const bytes& wire) {
   auto r = parse_query(wire);
@@ -70,9 +30,6 @@ query parsed(const bytes& wire) {
 // The rcode (low 4 bits) of a reply.
 unsigned rcode_of(const bytes& reply) {
   return reply.size() >= 4 ? reply[3] & 0x0f : 99;
-}
-std::uint16_t u16_at(const bytes& b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
 }
 
 TEST(dns_message, parses_a_query_and_keeps_the_letter_case) {

@@ -71,6 +71,10 @@ class wire_builder {
     out_.insert(out_.end(), b.begin(), b.end());
     return *this;
   }
+  // An OPT pseudo-RR: root owner, type 41, class = UDP size, TTL = extended rcode, version, DO.
+  wire_builder& opt(std::uint16_t udp_size, std::uint8_t version = 0, bool do_bit = false) {
+    return u8(0).u16(rr_type::opt).u16(udp_size).u8(0).u8(version).u16(do_bit ? 0x8000 : 0).u16(0);
+  }
   [[nodiscard]] const bytes& get() const { return out_; }
 
  private:
@@ -237,7 +241,7 @@ inline bytes query_wire(std::string_view qname, std::uint16_t type, const query_
   w.u16(o.id).u16(flags).u16(1).u16(0).u16(0).u16(o.edns ? 1 : 0);
   w.name(qname).u16(type).u16(o.qclass);
   if (o.edns) {
-    w.u8(0).u16(rr_type::opt).u16(*o.edns).u8(0).u8(0).u16(o.do_bit ? 0x8000 : 0).u16(0);
+    w.opt(*o.edns, 0, o.do_bit);
   }
   return w.get();
 }
