@@ -51,4 +51,11 @@ void map_stats(const global_options& global, bool json);
 // unless forced.
 void keygen(const global_options& global, const std::optional<std::filesystem::path>& key_file, bool force);
 
+// firewall apply|remove: the capture rules (table inet gate46 and the policy route of both
+// families); with dry_run, only printed. firewall show: the generated rules, the live table,
+// and whether they match. Failures (no CAP_NET_ADMIN, no TPROXY in the kernel) are exit 1.
+void firewall_apply(const global_options& global, bool dry_run);
+void firewall_remove(const global_options& global, bool dry_run);
+void firewall_show(const global_options& global);
+
 }  // namespace gate46::ctl

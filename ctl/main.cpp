@@ -106,6 +106,16 @@ int main(int argc, char** argv) {
                                                  "where to write it (default: pools.key_file, /etc/gate46/pool.key)");
   keygen_cmd->add_flag("--force", force, "replace an existing key (this moves every name's preferred address)");
 
+  // firewall
+  auto* firewall = app.add_subcommand("firewall", "the capture rules: nftables table inet gate46 and policy routing");
+  firewall->require_subcommand(1);
+  bool dry_run = false;
+  auto* fw_apply = firewall->add_subcommand("apply", "install (or replace) the capture rules");
+  fw_apply->add_flag("--dry-run", dry_run, "print what would be applied, change nothing");
+  auto* fw_remove = firewall->add_subcommand("remove", "remove gate46's table, rules and routes (nothing else)");
+  fw_remove->add_flag("--dry-run", dry_run, "print what would be removed, change nothing");
+  auto* fw_show = firewall->add_subcommand("show", "the generated rules, the live table, and whether they match");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -144,6 +154,12 @@ int main(int argc, char** argv) {
       map_flush(global, expired);
     } else if (stats->parsed()) {
       map_stats(global, json_output);
+    } else if (fw_apply->parsed()) {
+      firewall_apply(global, dry_run);
+    } else if (fw_remove->parsed()) {
+      firewall_remove(global, dry_run);
+    } else if (fw_show->parsed()) {
+      firewall_show(global);
     } else if (keygen_cmd->parsed()) {
       keygen(global, given(key_file_option, std::filesystem::path{key_file}), force);
     }

@@ -9,6 +9,7 @@
 #include "gate46/common/config.hpp"
 #include "gate46/dns/dns_component.hpp"
 #include "gate46/gateway/daemon.hpp"
+#include "gate46/tproxy/capture.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"gate46d: the RFC 3089 IPv6/IPv4 gateway daemon (DNS proxy, capture, relay, SOCKS5)"};
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
     gate46::gateway::component_registry registry;
     registry.add("dns", [](const gate46::component_context& context, gate46::gateway::daemon_services& services) {
       return gate46::dns::make_dns_component(context, *services.resolver, *services.store);
+    });
+    registry.add("firewall", [](const gate46::component_context& context, gate46::gateway::daemon_services&) {
+      return gate46::tproxy::make_firewall_component(context);
     });
     gate46::gateway::daemon daemon{std::move(options), registry};
     return daemon.run();

@@ -1,0 +1,155 @@
+// gate46ctl firewall apply|remove|show and gate46d's `firewall` component in a gateway
+// namespace that also holds other users' tables, rules and marks: apply installs exactly
+// gate46's objects, applying again changes nothing, remove leaves the namespace as it was
+// byte for byte.
+#include <csignal>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "gate46/testing/gate46_config.hpp"
+#include "gate46/testing/netns.hpp"
+#include "gate46/testing/privileges.hpp"
+#include "gate46/testing/process.hpp"
+#include "gate46/testing/temp_dir.hpp"
+
+namespace {
+
+using namespace gate46::testing;
+
+class firewall_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GATE46_SKIP_UNLESS_ROOT();
+    gw_.emplace("gw");
+    client_.emplace("client");
+    connect_veth(*gw_, {"lan0", {"192.0.2.1/24", "2001:db8:1::1/64"}}, *client_,
+                 {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64"}});
+    // Someone else's objects, present before, during and after.
+    gw_->run_checked({"nft", "add", "table", "ip", "foreign"});
+    gw_->run_checked({"nft", "add", "chain", "ip", "foreign", "pre", "{ type filter hook prerouting priority 0; }"});
+    gw_->run_checked({"nft", "add", "rule", "ip", "foreign", "pre", "meta", "mark", "set", "0x100"});
+    gw_->run_checked({"ip", "rule", "add", "fwmark", "0x9", "lookup", "9", "priority", "300"});
+    gw_->run_checked({"ip", "-6", "rule", "add", "fwmark", "0x9", "lookup", "9", "priority", "300"});
+    config_ = dir_.write_file("gate46.toml",
+                              "[lan]\n"
+                              "interfaces = [\"lan0\"]\n"
+                              "networks = [\"192.0.2.0/24\", \"2001:db8:1::/64\"]\n"
+                              "[dns]\n"
+                              "listen = [\"192.0.2.1:53\"]\n"
+                              "upstreams = [\"203.0.113.53\"]\n"
+                              "[tproxy]\n"
+                              "capture_dns = true\n" +
+                                  private_state_sections(dir_.path()));
+  }
+
+  // Everything gate46 may touch, as the tools print it.
+  [[nodiscard]] std::string state() const {
+    std::string out;
+    for (const auto& argv : std::vector<std::vector<std::string>>{{"nft", "list", "ruleset"},
+                                                                  {"ip", "rule"},
+                                                                  {"ip", "-6", "rule"},
+                                                                  {"ip", "route", "show", "table", "46"},
+                                                                  {"ip", "-6", "route", "show", "table", "46"},
+                                                                  {"ip", "route", "show", "table", "all"},
+                                                                  {"ip", "-6", "route", "show", "table", "all"}}) {
+      const auto r = gw_->run(argv);
+      out += "$";
+      for (const auto& a : argv) {
+        out += " " + a;
+      }
+      // stdout only: `ip route show table 46` says "FIB table does not exist" on stderr until
+      // a route was ever added there, and the kernel never deletes an emptied table. The
+      // routes themselves are compared, here and in "table all".
+      out += "\n" + r.out;
+    }
+    return out;
+  }
+
+  command_result ctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{GATE46CTL_PATH, "--config", config_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return gw_->run(argv);
+  }
+
+  temp_dir dir_{"gate46-fw"};
+  std::filesystem::path config_;
+  std::optional<netns> gw_;
+  std::optional<netns> client_;
+};
+
+TEST_F(firewall_test, apply_twice_is_identical_and_remove_restores_the_state_byte_for_byte) {
+  const auto before = state();
+
+  const auto applied = ctl({"firewall", "apply"});
+  ASSERT_EQ(applied.status, 0) << applied.err;
+  const auto after_apply = state();
+  EXPECT_NE(after_apply, before);
+  const auto ruleset = gw_->run_checked({"nft", "list", "ruleset"});
+  EXPECT_NE(ruleset.find("table inet gate46"), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("tproxy ip to :7046"), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("tproxy ip6 to :7046"), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("redirect to :53"), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("table ip foreign"), std::string::npos) << ruleset;
+  for (const char* ip : {"-4", "-6"}) {
+    const auto rules = gw_->run_checked({"ip", ip, "rule"});
+    EXPECT_NE(rules.find("460:\tfrom all fwmark 0x46/0xff lookup 46"), std::string::npos) << rules;
+    EXPECT_NE(rules.find("300:\tfrom all fwmark 0x9 lookup 9"), std::string::npos) << rules;
+    const auto routes = gw_->run_checked({"ip", ip, "route", "show", "table", "46"});
+    EXPECT_NE(routes.find("local default dev lo"), std::string::npos) << routes;
+  }
+
+  const auto again = ctl({"firewall", "apply"});
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(state(), after_apply);
+
+  const auto show = ctl({"firewall", "show"});
+  ASSERT_EQ(show.status, 0) << show.err;
+  EXPECT_NE(show.out.find("# live table matches the generated one"), std::string::npos) << show.out;
+
+  const auto removed = ctl({"firewall", "remove"});
+  ASSERT_EQ(removed.status, 0) << removed.err;
+  EXPECT_EQ(state(), before);
+  const auto removed_again = ctl({"firewall", "remove"});
+  EXPECT_EQ(removed_again.status, 0) << removed_again.err;
+  EXPECT_EQ(state(), before);
+
+  const auto show_none = ctl({"firewall", "show"});
+  EXPECT_NE(show_none.out.find("no table inet gate46"), std::string::npos) << show_none.out;
+}
+
+TEST_F(firewall_test, a_changed_live_table_is_reported) {
+  ASSERT_EQ(ctl({"firewall", "apply"}).status, 0);
+  gw_->run_checked({"nft", "add", "rule", "inet", "gate46", "input", "counter"});
+  const auto show = ctl({"firewall", "show"});
+  EXPECT_NE(show.out.find("# live table differs from the generated one"), std::string::npos) << show.out;
+  ASSERT_EQ(ctl({"firewall", "remove"}).status, 0);
+}
+
+TEST_F(firewall_test, dry_run_prints_and_changes_nothing) {
+  const auto before = state();
+  const auto dry = ctl({"firewall", "apply", "--dry-run"});
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  EXPECT_NE(dry.out.find("table inet gate46 {"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("ip -6 rule add fwmark 0x46/0xff lookup 46 priority 460"), std::string::npos) << dry.out;
+  const auto dry_remove = ctl({"firewall", "remove", "--dry-run"});
+  EXPECT_EQ(dry_remove.out, "table inet gate46 {}\ndelete table inet gate46\n");
+  EXPECT_EQ(state(), before);
+}
+
+TEST_F(firewall_test, gate46d_applies_at_start_and_removes_at_stop) {
+  const auto before = state();
+  process d{gw_->command({GATE46D_PATH, "--config", config_.string(), "--components", "firewall"})};
+  ASSERT_TRUE(d.wait_for_log("gate46d running: components [firewall]", 10s)) << d.log_text();
+  const auto ruleset = gw_->run_checked({"nft", "list", "table", "inet", "gate46"});
+  EXPECT_NE(ruleset.find("tproxy ip to :7046"), std::string::npos) << ruleset;
+  ASSERT_TRUE(d.signal(SIGTERM));
+  const auto status = d.wait_exit(15s);
+  ASSERT_TRUE(status.has_value()) << d.log_text();
+  EXPECT_EQ(*status, 0) << d.log_text();
+  EXPECT_EQ(state(), before) << d.log_text();
+}
+
+}  // namespace

@@ -1,0 +1,43 @@
+// The policy route that delivers captured packets locally, for both families:
+//   ip rule add fwmark MARK/MASK lookup TABLE priority PRIORITY
+//   ip route add local default dev lo table TABLE
+// through rtnetlink. The message builders are pure (unit tested); add() and remove() send them.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "gate46/common/address.hpp"
+#include "gate46/common/config.hpp"
+
+namespace gate46::tproxy {
+
+struct routing_settings {
+  std::uint32_t mark = 0x46;
+  std::uint32_t mask = 0xff;
+  std::uint32_t table = 46;
+  std::uint32_t priority = 460;
+  friend bool operator==(const routing_settings&, const routing_settings&) = default;
+};
+routing_settings routing_settings_of(const config& cfg);
+
+enum class netlink_op : std::uint8_t { add, remove };
+
+// One rtnetlink request each (NLM_F_ACK; add with NLM_F_CREATE | NLM_F_EXCL).
+std::vector<std::uint8_t> rule_message(netlink_op op, ip_family family, const routing_settings& s, std::uint32_t seq);
+std::vector<std::uint8_t> route_message(netlink_op op, ip_family family, const routing_settings& s,
+                                        std::uint32_t loopback_index, std::uint32_t seq);
+
+class routing_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Adds the rule and route for both families; what already exists is left as it is.
+// Throws routing_error (EPERM: CAP_NET_ADMIN is needed).
+void add_policy_routing(const routing_settings& s);
+// Deletes them; what is already gone is no error.
+void remove_policy_routing(const routing_settings& s);
+
+}  // namespace gate46::tproxy
