@@ -126,7 +126,7 @@ routing_settings routing_settings_of(const config& cfg) {
 }
 
 std::vector<std::uint8_t> rule_message(netlink_op op, ip_family family, const routing_settings& s, std::uint32_t seq) {
-  request r{op == netlink_op::add ? RTM_NEWRULE : RTM_DELRULE, flags_for(op), seq};
+  request r{static_cast<std::uint16_t>(op == netlink_op::add ? RTM_NEWRULE : RTM_DELRULE), flags_for(op), seq};
   fib_rule_hdr rule{};
   rule.family = af(family);
   rule.table = static_cast<std::uint8_t>(s.table < 256 ? s.table : std::uint32_t{RT_TABLE_UNSPEC});
@@ -141,7 +141,7 @@ std::vector<std::uint8_t> rule_message(netlink_op op, ip_family family, const ro
 
 std::vector<std::uint8_t> route_message(netlink_op op, ip_family family, const routing_settings& s,
                                         std::uint32_t loopback_index, std::uint32_t seq) {
-  request r{op == netlink_op::add ? RTM_NEWROUTE : RTM_DELROUTE, flags_for(op), seq};
+  request r{static_cast<std::uint16_t>(op == netlink_op::add ? RTM_NEWROUTE : RTM_DELROUTE), flags_for(op), seq};
   rtmsg route{};
   route.rtm_family = af(family);
   route.rtm_table = static_cast<std::uint8_t>(s.table < 256 ? s.table : std::uint32_t{RT_TABLE_UNSPEC});
