@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "gate46/testing/gate46_config.hpp"
+#include "gate46/testing/knot.hpp"
 #include "gate46/testing/netns.hpp"
 #include "gate46/testing/privileges.hpp"
 #include "gate46/testing/process.hpp"
@@ -27,10 +28,15 @@ class firewall_test : public ::testing::Test {
     client_.emplace("client");
     connect_veth(*gw_, {"lan0", {"192.0.2.1/24", "2001:db8:1::1/64"}}, *client_,
                  {"eth0", {"192.0.2.2/24", "2001:db8:1::2/64"}});
+    // The gateway is the client's router: fake addresses and everything else go to it.
+    client_->run_checked({"ip", "route", "add", "default", "via", "192.0.2.1"});
+    client_->run_checked({"ip", "-6", "route", "add", "default", "via", "2001:db8:1::1"});
     // Someone else's objects, present before, during and after.
     gw_->run_checked({"nft", "add", "table", "ip", "foreign"});
     gw_->run_checked({"nft", "add", "chain", "ip", "foreign", "pre", "{ type filter hook prerouting priority 0; }"});
-    gw_->run_checked({"nft", "add", "rule", "ip", "foreign", "pre", "meta", "mark", "set", "0x100"});
+    // A well-behaved other user of the mark: its own bit, the rest kept (gate46 does the same).
+    gw_->run_checked(
+        {"nft", "add", "rule", "ip", "foreign", "pre", "meta", "mark", "set", "meta", "mark", "|", "0x100"});
     gw_->run_checked({"ip", "rule", "add", "fwmark", "0x9", "lookup", "9", "priority", "300"});
     gw_->run_checked({"ip", "-6", "rule", "add", "fwmark", "0x9", "lookup", "9", "priority", "300"});
     config_ = dir_.write_file("gate46.toml",
@@ -150,6 +156,71 @@ TEST_F(firewall_test, gate46d_applies_at_start_and_removes_at_stop) {
   ASSERT_TRUE(status.has_value()) << d.log_text();
   EXPECT_EQ(*status, 0) << d.log_text();
   EXPECT_EQ(state(), before) << d.log_text();
+}
+
+TEST_F(firewall_test, without_cap_net_admin_apply_says_so_and_changes_nothing) {
+  const auto before = state();
+  const auto r = gw_->run(
+      {"setpriv", "--bounding-set", "-net_admin", GATE46CTL_PATH, "--config", config_.string(), "firewall", "apply"});
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("CAP_NET_ADMIN is needed"), std::string::npos) << r.err;
+  EXPECT_EQ(state(), before);
+}
+
+// What TPROXY hands to tproxy.port reaches a transparent listener with the address the client
+// asked for, TCP and UDP, both families; UDP replies come back from that address.
+TEST_F(firewall_test, flows_to_fake_addresses_reach_the_transparent_listener_with_their_destination) {
+  ASSERT_EQ(ctl({"firewall", "apply"}).status, 0);
+  process listener{gw_->command({TPROXY_LISTENER_PATH, "7046"})};
+  ASSERT_TRUE(listener.wait_for_log("ready", 10s)) << listener.log_text();
+
+  struct flow {
+    const char* socat_target;
+    const char* client;
+    const char* original;
+    const char* kind;
+  };
+  for (const auto& f : {flow{"TCP4:198.18.0.10:80", "192.0.2.2", "198.18.0.10:80", "tcp"},
+                        flow{"TCP6:[2001:2::10]:443", "[2001:db8:1::2]", "[2001:2::10]:443", "tcp"},
+                        flow{"UDP4:198.19.255.1:5000", "192.0.2.2", "198.19.255.1:5000", "udp"},
+                        flow{"UDP6:[2001:2:0:ffff::1]:53", "[2001:db8:1::2]", "[2001:2:0:ffff::1]:53", "udp"}}) {
+    SCOPED_TRACE(f.socat_target);
+    const auto mark = listener.log_mark();
+    // UDP: socat's connected socket takes the reply only from the address it sent to.
+    const auto r = client_->run({"sh", "-c", std::string{"echo hello | socat -T 3 - "} + f.socat_target});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, std::string{"ok "} + f.original + "\n");
+    ASSERT_TRUE(listener.wait_for_log(std::string{f.kind} + " " + f.client + ":", 5s, mark)) << listener.log_text();
+    const auto log = listener.log_text(mark);
+    EXPECT_NE(log.find(std::string{" -> "} + f.original), std::string::npos) << log;
+  }
+
+  // The listener's own port, asked for directly, is dropped (the input chain).
+  const auto mark = listener.log_mark();
+  const auto direct = client_->run({"socat", "-T", "2", "-", "TCP4:192.0.2.1:7046,connect-timeout=2"});
+  EXPECT_NE(direct.status, 0) << direct.out;
+  EXPECT_EQ(listener.log_text(mark), "");
+  listener.signal(SIGTERM);
+  ASSERT_EQ(ctl({"firewall", "remove"}).status, 0);
+}
+
+// With tproxy.capture_dns, a client that asks some other resolver is answered by the server on
+// the gateway's DNS port.
+TEST_F(firewall_test, dns_capture_redirects_port_53_to_the_gateway) {
+  ASSERT_EQ(ctl({"firewall", "apply"}).status, 0);
+  knot_server knot{*gw_, knot_options{{"192.0.2.1", "2001:db8:1::1"}, 53, standard_test_zone(), false}};
+  for (const char* resolver : {"203.0.113.53", "2001:db8:2::53"}) {
+    SCOPED_TRACE(resolver);
+    const auto r = client_->run(
+        {"dig", std::string{"@"} + resolver, "+time=2", "+tries=1", "+short", std::string{test_zone::v4_only}, "A"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(r.out, std::string{test_zone::v4_only_address} + "\n") << r.err;
+  }
+  ASSERT_EQ(ctl({"firewall", "remove"}).status, 0);
+  // Without the rules, nobody answers there.
+  const auto r =
+      client_->run({"dig", "@203.0.113.53", "+time=1", "+tries=1", "+short", std::string{test_zone::v4_only}, "A"});
+  EXPECT_NE(r.status, 0) << r.out;
 }
 
 }  // namespace

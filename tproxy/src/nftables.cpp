@@ -38,6 +38,9 @@ void run_nft(const std::string& script) {
   const auto r = run(script);
   if (r.rc != 0) {
     auto text = r.error.empty() ? std::string{"nft failed"} : r.error;
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+      text.pop_back();
+    }
     if (text.find("Operation not permitted") != std::string::npos) {
       text += " (CAP_NET_ADMIN is needed)";
     }
