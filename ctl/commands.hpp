@@ -51,6 +51,10 @@ void map_stats(const global_options& global, bool json);
 // unless forced.
 void keygen(const global_options& global, const std::optional<std::filesystem::path>& key_file, bool force);
 
+// passwd: one line from stdin (the password; not echoed on a terminal), its argon2id hash on
+// stdout. An empty password is refused.
+void passwd();
+
 // firewall apply|remove: the capture rules (table inet gate46 and the policy route of both
 // families); with dry_run, only printed. firewall show: the generated rules, the live table,
 // and whether they match. Failures (no CAP_NET_ADMIN, no TPROXY in the kernel) are exit 1.

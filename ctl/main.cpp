@@ -106,6 +106,10 @@ int main(int argc, char** argv) {
                                                  "where to write it (default: pools.key_file, /etc/gate46/pool.key)");
   keygen_cmd->add_flag("--force", force, "replace an existing key (this moves every name's preferred address)");
 
+  // passwd
+  auto* passwd_cmd = app.add_subcommand(
+      "passwd", "read a password on stdin, print its argon2id hash for [[gateway.user]] (hash = \"...\")");
+
   // firewall
   auto* firewall = app.add_subcommand("firewall", "the capture rules: nftables table inet gate46 and policy routing");
   firewall->require_subcommand(1);
@@ -154,6 +158,8 @@ int main(int argc, char** argv) {
       map_flush(global, expired);
     } else if (stats->parsed()) {
       map_stats(global, json_output);
+    } else if (passwd_cmd->parsed()) {
+      passwd();
     } else if (fw_apply->parsed()) {
       firewall_apply(global, dry_run);
     } else if (fw_remove->parsed()) {
