@@ -25,7 +25,11 @@ std::optional<dns_name> domain_of(byte_view text) {
   if (text.empty() || has_nul(text) || std::find(text.begin(), text.end(), '\\') != text.end()) {
     return std::nullopt;
   }
-  return dns_name::parse(std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+  auto name = dns_name::parse(std::string_view{reinterpret_cast<const char*>(text.data()), text.size()});
+  if (name && name->is_root()) {
+    return std::nullopt;  // "." names no host
+  }
+  return name;
 }
 
 }  // namespace
