@@ -142,6 +142,12 @@ asio::awaitable<void> answer_udp(state_ptr st, std::shared_ptr<udp::socket> sock
   --st->udp_in_flight;
 }
 
+// A named coroutine, not a capturing lambda: g++ 12 destroys a lambda coroutine's captures twice.
+asio::awaitable<void> send_udp_later(state_ptr st, std::shared_ptr<udp::socket> socket, udp::endpoint to, bytes reply) {
+  const active_guard guard{st};
+  co_await socket->async_send_to(asio::buffer(reply), to, use_tuple);
+}
+
 // Sends without waiting when the socket takes the datagram at once (nearly always); else
 // hands a copy to a coroutine that waits for room.
 void send_udp(const state_ptr& st, const std::shared_ptr<udp::socket>& socket, const udp::endpoint& to, bytes reply) {
@@ -150,13 +156,7 @@ void send_udp(const state_ptr& st, const std::shared_ptr<udp::socket>& socket, c
   if (ec != asio::error::would_block && ec != asio::error::try_again) {
     return;  // sent, or failed as a datagram may
   }
-  asio::co_spawn(
-      socket->get_executor(),
-      [st, socket, to, reply = std::move(reply)]() -> asio::awaitable<void> {
-        const active_guard guard{st};
-        co_await socket->async_send_to(asio::buffer(reply), to, use_tuple);
-      },
-      asio::detached);
+  asio::co_spawn(socket->get_executor(), send_udp_later(st, socket, to, std::move(reply)), asio::detached);
 }
 
 // One datagram from `sender`: answered at once when the responder can, else by a coroutine

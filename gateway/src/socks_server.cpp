@@ -188,6 +188,12 @@ asio::awaitable<void> send(tcp::socket& client, const socks5::bytes& message) {
   co_await asio::async_write(client, asio::buffer(message), use_tuple);
 }
 
+// A named coroutine with its arguments by value, not a capturing lambda: g++ 12 destroys a
+// lambda coroutine's captures twice when co_spawn's frame goes (free(): invalid pointer).
+asio::awaitable<bool> verify_on_pool(std::string hash, std::string password) {
+  co_return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
+}
+
 asio::awaitable<bool> verify_password(const state_ptr& st, const socks5::credentials& c,
                                       const std::vector<socks_user>& users) {
   const auto user = std::find_if(users.begin(), users.end(), [&](const socks_user& u) { return u.name == c.username; });
@@ -199,12 +205,8 @@ asio::awaitable<bool> verify_password(const state_ptr& st, const socks5::credent
     ++st->auth_overload;
     co_return false;
   }
-  const bool ok = co_await asio::co_spawn(
-      st->verifier,
-      [hash = user->password_hash, password = c.password]() -> asio::awaitable<bool> {
-        co_return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
-      },
-      asio::use_awaitable);
+  const bool ok =
+      co_await asio::co_spawn(st->verifier, verify_on_pool(user->password_hash, c.password), asio::use_awaitable);
   --st->pending_verifications;
   co_return ok;
 }
@@ -411,6 +413,13 @@ asio::awaitable<void> session(state_ptr st, tcp::socket client) {
              result.client_to_target, result.target_to_client, result.idle_timeout ? " (idle)" : "");
 }
 
+// A named coroutine (not a capturing lambda: g++ 12 mishandles lambda coroutines' captures).
+asio::awaitable<void> session_then_forget(state_ptr st, std::shared_ptr<tcp::socket> socket, std::uint64_t id) {
+  co_await session(st, std::move(*socket));
+  const std::lock_guard lock{st->mutex};
+  st->session_closers.erase(id);
+}
+
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor) {
   const active_guard guard{st};
   const auto executor = co_await asio::this_coro::executor;
@@ -440,14 +449,7 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
         });
       });
     }
-    asio::co_spawn(
-        executor,
-        [st, shared, id]() -> asio::awaitable<void> {
-          co_await session(st, std::move(*shared));
-          const std::lock_guard lock{st->mutex};
-          st->session_closers.erase(id);
-        },
-        asio::detached);
+    asio::co_spawn(executor, session_then_forget(st, shared, id), asio::detached);
   }
 }
 

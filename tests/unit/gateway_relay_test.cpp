@@ -86,6 +86,12 @@ TEST(direct_connector, no_address_is_host_unreachable) {
   EXPECT_EQ(outcome.error, std::errc::host_unreachable);
 }
 
+// Owns both sockets for the relay's lifetime (a named coroutine, not a capturing lambda).
+asio::awaitable<relay_result> run_relay(tcp::socket client, tcp::socket target,
+                                        std::chrono::steady_clock::duration idle) {
+  co_return co_await relay(client, target, idle);
+}
+
 // client <-> [relay] <-> target, all on loopback; the relay runs on its own thread.
 struct relay_rig {
   asio::io_context relay_io;
@@ -103,12 +109,8 @@ struct relay_rig {
     a.accept(relay_client);
     relay_target.connect(a.local_endpoint());
     a.accept(target);
-    result = asio::co_spawn(
-        relay_io,
-        [c = std::move(relay_client), t = std::move(relay_target), idle]() mutable -> asio::awaitable<relay_result> {
-          co_return co_await relay(c, t, idle);
-        },
-        asio::use_future);
+    result =
+        asio::co_spawn(relay_io, run_relay(std::move(relay_client), std::move(relay_target), idle), asio::use_future);
     thread = std::thread{[this] { relay_io.run(); }};
   }
   relay_rig(const relay_rig&) = delete;
