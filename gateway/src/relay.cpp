@@ -1,6 +1,6 @@
 #include "gate46/gateway/relay.hpp"
 
-#include <array>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -26,7 +26,9 @@ struct activity {
 
 // One direction: until EOF (passed on as a half-close) or an error (which ends the relay).
 asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::uint64_t& counter, activity& a) {
-  std::array<std::uint8_t, buffer_size> buffer{};
+  // On the heap, not in the coroutine frame: asio recycles small frames only, and g++ 12 warns
+  // (wrongly) about the aligned allocation it uses for large ones.
+  std::vector<std::uint8_t> buffer(buffer_size);
   for (;;) {
     auto [read_error, n] = co_await from.async_read_some(asio::buffer(buffer), use_tuple);
     if (n > 0) {
