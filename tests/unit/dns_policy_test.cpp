@@ -439,7 +439,7 @@ TEST(dns_policy_rules_in_use, never_rules_forward_untouched) {
   EXPECT_EQ(r.answer[0].rdata, a_rdata("192.0.2.77"));
   // Built-in: local. is never faked, also in all mode.
   world local;
-  local.set("nas.local", rr_type::aaaa, upstream_msg{0, false, {rr_aaaa("nas.local.", "fd00::5")}, {}, {}});
+  local.set("nas.local", rr_type::aaaa, upstream_msg{0, false, {rr_aaaa("nas.local.", "2001:db8:5::5")}, {}, {}});
   EXPECT_EQ(read(reply_of(run(p, make_query("nas.local", rr_type::aaaa), local)).wire).answer.size(), 1U);
   // translate mode, never rule: NODATA stays NODATA without asking the other family.
   const policy t{settings(dns_mode::translate, {{"corp.example.", dns_mode::never}})};
