@@ -10,6 +10,7 @@
 #include "gate46/dns/dns_component.hpp"
 #include "gate46/gateway/daemon.hpp"
 #include "gate46/gateway/socks_server.hpp"
+#include "gate46/gateway/transparent_relay.hpp"
 #include "gate46/tproxy/capture.hpp"
 
 int main(int argc, char** argv) {
@@ -41,7 +42,10 @@ int main(int argc, char** argv) {
       return gate46::dns::make_dns_component(context, *services.resolver, *services.store);
     });
     registry.add("socks", [](const gate46::component_context& context, gate46::gateway::daemon_services& services) {
-      return gate46::gateway::make_socks_component(context, *services.resolver, *services.store);
+      return gate46::gateway::make_socks_component(context, *services.resolver, *services.store, *services.flows);
+    });
+    registry.add("relay", [](const gate46::component_context& context, gate46::gateway::daemon_services& services) {
+      return gate46::gateway::make_relay_component(context, *services.resolver, *services.store, *services.flows);
     });
     registry.add("firewall", [](const gate46::component_context& context, gate46::gateway::daemon_services&) {
       return gate46::tproxy::make_firewall_component(context);

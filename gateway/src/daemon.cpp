@@ -14,6 +14,7 @@
 
 #include "gate46/common/log.hpp"
 #include "gate46/dns/dns_component.hpp"
+#include "gate46/gateway/relay.hpp"
 #include "gate46/mapping/lmdb_store.hpp"
 
 namespace gate46::gateway {
@@ -70,6 +71,10 @@ int daemon::run() {
   configure_logging(config_->log);
   log->info("gate46d {} starting: config {}, {} worker threads", GATE46_VERSION, options_.config_path.string(),
             config_->daemon.threads);
+
+  // splice() into a socket whose peer has gone raises SIGPIPE; the relay handles the EPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  open_files_ = raise_open_file_limit();
 
   workers_ = std::make_unique<worker_pool>(config_->daemon.threads);
   workers_->start();
@@ -146,6 +151,10 @@ bool daemon::open_services() {
     constexpr std::size_t cache_entries = 100'000;
     resolver_ = std::make_unique<dns::upstream_resolver>(dns::upstream_settings_of(*config_), cache_entries);
     services_.resolver = resolver_.get();
+    flows_ = std::make_unique<flow_limit>(max_flows(*config_));
+    services_.flows = flows_.get();
+    logger("daemon")->info("open-file limit {}: at most {} flows (gateway.max_flows{})", open_files_, flows_->max(),
+                           config_->gateway.max_flows ? "" : " derived from it");
     logger("daemon")->info("mapping store {} open (pools {} and {})", config_->store.path.string(),
                            config_->pools.ipv4.to_string(), config_->pools.ipv6.to_string());
     return true;
@@ -205,6 +214,9 @@ void daemon::reload() {
   if (resolver_) {
     resolver_->reconfigure(dns::upstream_settings_of(*loaded));
   }
+  if (flows_) {
+    flows_->set_max(max_flows(*loaded));
+  }
   for (const auto& c : components_) {
     try {
       c->reconfigure(*loaded);
@@ -216,6 +228,20 @@ void daemon::reload() {
   log->info("reload: applied");
   // Last, so the lines above reach the log even when the new level hides info.
   configure_logging(loaded->log);
+}
+
+unsigned daemon::max_flows(const config& cfg) const {
+  const unsigned derived = default_max_flows(open_files_, cfg.daemon.threads, pipes_per_thread());
+  if (!cfg.gateway.max_flows) {
+    return derived;
+  }
+  if (*cfg.gateway.max_flows > derived) {
+    logger("daemon")->warn(
+        "gateway.max_flows {} is more than the open-file limit {} allows ({}): flows past that "
+        "may fail with \"too many open files\"",
+        *cfg.gateway.max_flows, open_files_, derived);
+  }
+  return *cfg.gateway.max_flows;
 }
 
 std::vector<counter> daemon::counters() const {

@@ -1,7 +1,5 @@
 #include "gate46/gateway/socks_server.hpp"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -23,12 +21,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "destination.hpp"
 #include "gate46/common/address_watcher.hpp"
 #include "gate46/common/asio_address.hpp"
 #include "gate46/common/log.hpp"
 #include "gate46/gateway/access.hpp"
 #include "gate46/gateway/relay.hpp"
 #include "gate46/gateway/socks5.hpp"
+#include "session_registry.hpp"
 
 namespace gate46::gateway {
 namespace asio = boost::asio;
@@ -45,33 +45,6 @@ constexpr std::size_t max_handshake_bytes = 600;
 // Password checks waiting for the verification pool; past it a login fails at once (counted):
 // argon2id is deliberately slow, and a flood of logins must not queue without bound.
 constexpr unsigned max_pending_verifications = 64;
-
-// Every address this box has, on any interface: never a destination.
-std::vector<ip_address> local_addresses() {
-  std::vector<ip_address> out;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) {
-    return out;
-  }
-  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
-    if (i->ifa_addr == nullptr) {
-      continue;
-    }
-    if (i->ifa_addr->sa_family == AF_INET) {
-      sockaddr_in sin{};
-      std::memcpy(&sin, i->ifa_addr, sizeof sin);
-      out.push_back(ip_address::from_v4(ntohl(sin.sin_addr.s_addr)));
-    } else if (i->ifa_addr->sa_family == AF_INET6) {
-      sockaddr_in6 sin6{};
-      std::memcpy(&sin6, i->ifa_addr, sizeof sin6);
-      ip_address::bytes_type b{};
-      std::memcpy(b.data(), &sin6.sin6_addr, 16);
-      out.push_back(ip_address::from_v6(b));
-    }
-  }
-  freeifaddrs(list);
-  return out;
-}
 
 }  // namespace
 
@@ -105,23 +78,23 @@ std::string hash_password(const std::string& password) {
 }
 
 struct socks_server::state {
-  state(dns::resolver& r, mapping::mapping_store& s, socks_settings settings)
+  state(dns::resolver& r, mapping::mapping_store& s, flow_limit& f, socks_settings settings)
       : resolver{r},
         store{s},
+        flows{f},
         verifier{std::max(1U, std::thread::hardware_concurrency())},
         destinations{settings.deny, settings.pool_v4, settings.pool_v6},
         current{std::make_shared<const socks_settings>(std::move(settings))} {}
 
   dns::resolver& resolver;
   mapping::mapping_store& store;
+  flow_limit& flows;
+  session_registry sessions;
   asio::thread_pool verifier;  // argon2id checks, at most one per core
   destination_policy destinations;
 
-  std::mutex mutex;  // guards current, sessions, stopping
+  std::mutex mutex;  // guards current
   std::shared_ptr<const socks_settings> current;
-  std::map<std::uint64_t, std::function<void()>> session_closers;
-  std::uint64_t next_session = 0;
-  bool stopping = false;
 
   std::atomic<std::uint64_t> active{0};
   std::atomic<unsigned> pending_verifications{0};
@@ -132,9 +105,11 @@ struct socks_server::state {
   std::atomic<std::uint64_t> malformed{0};
   std::atomic<std::uint64_t> denied_destinations{0};
   std::atomic<std::uint64_t> connect_failures{0};
-  std::atomic<std::uint64_t> flows{0};
+  std::atomic<std::uint64_t> relayed{0};
+  std::atomic<std::uint64_t> refused_max_flows{0};
   std::atomic<std::uint64_t> bytes_up{0};
   std::atomic<std::uint64_t> bytes_down{0};
+  log_throttle refusal_log;
 
   std::shared_ptr<const socks_settings> settings() {
     const std::lock_guard lock{mutex};
@@ -249,59 +224,27 @@ asio::awaitable<resolved_target> resolve_target(const state_ptr& st, const socks
   }
   if (name) {
     out.name = name->to_string();
-    auto v6 = co_await st->resolver.resolve(*name, ip_family::v6);
-    auto v4 = co_await st->resolver.resolve(*name, ip_family::v4);
-    if (!v6 && !v4) {
-      out.failure = socks5::reply_code::host_unreachable;  // NXDOMAIN, NODATA, no answer
-      co_return out;
+    auto found = co_await resolve_destination(st->resolver, st->destinations, *name);
+    if (found.empty()) {
+      // NXDOMAIN, NODATA, no answer: 04; only refused addresses: 02.
+      out.failure = found.had_addresses ? socks5::reply_code::not_allowed : socks5::reply_code::host_unreachable;
     }
-    const auto own = local_addresses();
-    bool dropped = false;
-    for (auto* list : {v6 ? &*v6 : nullptr, v4 ? &*v4 : nullptr}) {
-      if (list == nullptr) {
-        continue;
-      }
-      for (const auto& a : *list) {
-        // Every resolved address is checked: a name with A 127.0.0.1, or one resolving into
-        // our own pools (a loop), is not a way in.
-        if (st->destinations.check(a) != destination_verdict::allowed ||
-            std::find(own.begin(), own.end(), a) != own.end()) {
-          dropped = true;
-          continue;
-        }
-        (a.is_v4() ? out.v4 : out.v6).push_back(a);
-      }
-    }
-    if (out.v4.empty() && out.v6.empty()) {
-      out.failure = dropped ? socks5::reply_code::not_allowed : socks5::reply_code::host_unreachable;
-    }
-  } else {
-    const auto own = local_addresses();
-    const auto& a = out.v4.empty() ? out.v6.front() : out.v4.front();
-    if (std::find(own.begin(), own.end(), a) != own.end()) {
-      out.failure = socks5::reply_code::not_allowed;
-    }
+    out.v6 = std::move(found.v6);
+    out.v4 = std::move(found.v4);
+  } else if (is_own_address(out.v4.empty() ? out.v6.front() : out.v4.front())) {
+    out.failure = socks5::reply_code::not_allowed;
   }
   co_return out;
 }
 
-// Renews the hold on a fake address's mapping while its flow lives.
-asio::awaitable<void> keep_holding(const state_ptr& st, ip_address fake, std::chrono::seconds ttl,
-                                   std::chrono::seconds refresh) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  for (;;) {
-    st->store.hold(fake, ttl);
-    timer.expires_after(refresh);
-    auto [ec] = co_await timer.async_wait(use_tuple);
-    if (ec) {
-      co_return;
-    }
-  }
-}
-
-asio::awaitable<void> session(state_ptr st, tcp::socket client) {
+// A named coroutine with its arguments by value (not a capturing lambda: g++ 12 destroys a
+// lambda coroutine's captures twice). The accept loop took the flow slot and registered the
+// session; both are handed to the relay, or given back when the session ends before it.
+asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket, std::uint64_t id) {
   const active_guard guard{st};
-  ++st->connections;
+  session_registry::entry registration{st->sessions, id};
+  flow_slot slot{st->flows};
+  auto& client = *socket;
   boost::system::error_code ignored;
   const auto peer = from_asio_endpoint(client.remote_endpoint(ignored));
   const auto settings = st->settings();
@@ -396,28 +339,35 @@ asio::awaitable<void> session(state_ptr st, tcp::socket client) {
   }
   const auto bound = from_asio_endpoint(upstream->local_endpoint(ignored));
   co_await send(client, socks5::make_reply(socks5::reply_code::succeeded, bound));
-  ++st->flows;
-  relay_result result;
+  ++st->relayed;
+  relay_settings rs;
+  rs.idle_timeout = settings->idle_timeout;
   if (target.fake) {
-    auto both = co_await (relay(client, *upstream, settings->idle_timeout) ||
-                          keep_holding(st, *target.fake, settings->hold_ttl, settings->hold_refresh));
-    if (both.index() == 0) {
-      result = std::get<0>(both);
-    }
-  } else {
-    result = co_await relay(client, *upstream, settings->idle_timeout);
+    // The flow holds its fake address's mapping while it lives.
+    st->store.hold(*target.fake, settings->hold_ttl);
+    rs.keepalive_interval = settings->hold_refresh;
+    rs.keepalive = [st, fake = *target.fake, ttl = settings->hold_ttl] { st->store.hold(fake, ttl); };
   }
-  st->bytes_up += result.client_to_target;
-  st->bytes_down += result.target_to_client;
-  log->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), request->destination.to_string(),
-             result.client_to_target, result.target_to_client, result.idle_timeout ? " (idle)" : "");
-}
-
-// A named coroutine (not a capturing lambda: g++ 12 mishandles lambda coroutines' captures).
-asio::awaitable<void> session_then_forget(state_ptr st, std::shared_ptr<tcp::socket> socket, std::uint64_t id) {
-  co_await session(st, std::move(*socket));
-  const std::lock_guard lock{st->mutex};
-  st->session_closers.erase(id);
+  flow_limit* limit = slot.take();
+  registration.hand_over();
+  auto flow =
+      start_relay(std::move(client), std::move(*upstream), std::move(rs),
+                  [st, limit, id, peer, destination = request->destination.to_string()](const relay_result& r) {
+                    limit->release();
+                    st->sessions.remove(id);
+                    st->bytes_up += r.client_to_target;
+                    st->bytes_down += r.target_to_client;
+                    logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
+                                           r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
+                  });
+  // From here on stopping aborts the relay; if stop() ran meanwhile, abort it now.
+  if (!st->sessions.replace(id, [weak = std::weak_ptr<relay_flow>{flow}] {
+        if (const auto f = weak.lock()) {
+          f->abort();
+        }
+      })) {
+    flow->abort();
+  }
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -434,22 +384,30 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    auto shared = std::make_shared<tcp::socket>(std::move(socket));
-    std::uint64_t id = 0;
-    {
-      const std::lock_guard lock{st->mutex};
-      if (st->stopping) {
-        break;
+    ++st->connections;
+    if (!st->flows.try_acquire()) {
+      // gateway.max_flows: refused at once, before any handshake state is spent on it.
+      ++st->refused_max_flows;
+      if (st->refusal_log.allow()) {
+        logger("socks")->warn("gateway.max_flows ({}) reached: new connections are reset", st->flows.max());
       }
-      id = st->next_session++;
-      st->session_closers.emplace(id, [shared, executor] {
-        asio::post(executor, [shared] {
-          boost::system::error_code ignored;
-          shared->close(ignored);
-        });
-      });
+      boost::system::error_code ignored;
+      socket.set_option(asio::socket_base::linger{true, 0}, ignored);
+      socket.close(ignored);
+      continue;
     }
-    asio::co_spawn(executor, session_then_forget(st, shared, id), asio::detached);
+    auto shared = std::make_shared<tcp::socket>(std::move(socket));
+    const auto id = st->sessions.add([shared, executor] {
+      asio::post(executor, [shared] {
+        boost::system::error_code ignored;
+        shared->close(ignored);
+      });
+    });
+    if (id == 0) {
+      st->flows.release();
+      break;  // stopping
+    }
+    asio::co_spawn(executor, session(st, shared, id), asio::detached);
   }
 }
 
@@ -461,8 +419,8 @@ struct socks_server::listener {
 };
 
 socks_server::socks_server(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store,
-                           socks_settings settings)
-    : workers_{workers}, state_{std::make_shared<state>(resolver, store, std::move(settings))} {
+                           flow_limit& flows, socks_settings settings)
+    : workers_{workers}, state_{std::make_shared<state>(resolver, store, flows, std::move(settings))} {
   if (sodium_init() < 0) {
     throw std::runtime_error{"libsodium failed to initialise"};
   }
@@ -535,23 +493,19 @@ void socks_server::reconfigure(socks_settings settings) {
   state_->current = std::make_shared<const socks_settings>(std::move(settings));
 }
 
-asio::awaitable<void> socks_server::stop() {
+asio::awaitable<void> socks_server::stop(std::chrono::steady_clock::time_point deadline) {
   for (const auto& at : endpoints()) {
     close(at);
   }
-  std::vector<std::function<void()>> closers;
-  {
-    const std::lock_guard lock{state_->mutex};
-    state_->stopping = true;
-    for (auto& [id, closer] : state_->session_closers) {
-      closers.push_back(closer);
-    }
-  }
-  for (auto& closer : closers) {
-    closer();
-  }
   asio::steady_timer wait{co_await asio::this_coro::executor};
-  for (int i = 0; i < 1000 && state_->active.load() > 0; ++i) {
+  // Flows in progress may finish until the drain deadline...
+  while (state_->sessions.size() > 0 && std::chrono::steady_clock::now() < deadline) {
+    wait.expires_after(std::chrono::milliseconds{20});
+    co_await wait.async_wait(use_tuple);
+  }
+  // ...then whatever is left is closed.
+  state_->sessions.close_all();
+  for (int i = 0; i < 500 && (state_->sessions.size() > 0 || state_->active.load() > 0); ++i) {
     wait.expires_after(std::chrono::milliseconds{10});
     co_await wait.async_wait(use_tuple);
   }
@@ -566,7 +520,9 @@ std::vector<counter> socks_server::counters() const {
           {"malformed", s.malformed.load()},
           {"denied_destinations", s.denied_destinations.load()},
           {"connect_failures", s.connect_failures.load()},
-          {"flows", s.flows.load()},
+          {"flows", s.relayed.load()},
+          {"active_flows", s.sessions.size()},
+          {"refused_max_flows", s.refused_max_flows.load()},
           {"bytes_up", s.bytes_up.load()},
           {"bytes_down", s.bytes_down.load()}};
 }
@@ -577,11 +533,12 @@ namespace {
 
 class socks_component final : public component {
  public:
-  socks_component(const component_context& context, dns::resolver& resolver, mapping::mapping_store& store)
+  socks_component(const component_context& context, dns::resolver& resolver, mapping::mapping_store& store,
+                  flow_limit& flows)
       : listen_{context.initial_config.gateway.socks_listen},
         interfaces_{context.initial_config.lan.interfaces},
         control_{context.control},
-        server_{context.workers, resolver, store, socks_settings_of(context.initial_config)} {}
+        server_{context.workers, resolver, store, flows, socks_settings_of(context.initial_config)} {}
 
   [[nodiscard]] std::string_view name() const noexcept override { return "socks"; }
 
@@ -619,12 +576,12 @@ class socks_component final : public component {
 
   void reconfigure(const config& cfg) override { server_.reconfigure(socks_settings_of(cfg)); }
 
-  asio::awaitable<void> stop(std::chrono::steady_clock::time_point /*deadline*/) override {
+  asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline) override {
     subscription_.reset();
     if (watcher_) {
       watcher_->stop();
     }
-    co_await server_.stop();
+    co_await server_.stop(deadline);
   }
 
   [[nodiscard]] std::vector<counter> counters() const override { return server_.counters(); }
@@ -642,8 +599,8 @@ class socks_component final : public component {
 }  // namespace
 
 std::unique_ptr<component> make_socks_component(const component_context& context, dns::resolver& resolver,
-                                                mapping::mapping_store& store) {
-  return std::make_unique<socks_component>(context, resolver, store);
+                                                mapping::mapping_store& store, flow_limit& flows) {
+  return std::make_unique<socks_component>(context, resolver, store, flows);
 }
 
 }  // namespace gate46::gateway

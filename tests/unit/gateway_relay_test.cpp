@@ -1,19 +1,27 @@
-// The connector and the relay over loopback TCP: Happy Eyeballs outcomes, SO_MARK, half-close
-// both ways, idle timeout, peer reset.
+// The connector and the relay engine over loopback TCP: Happy Eyeballs outcomes, SO_MARK;
+// half-close both ways, large transfers through splice() and through the buffer fallback,
+// pipe pool exhaustion, idle timeout, keepalive, peer reset, abort; gateway.max_flows.
 #include <sys/socket.h>
 
+#include <atomic>
+#include <future>
+#include <optional>
+#include <random>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 
 #include "gate46/gateway/connector.hpp"
+#include "gate46/gateway/flow_limit.hpp"
 #include "gate46/gateway/relay.hpp"
 #include "gate46/testing/privileges.hpp"
 
@@ -86,32 +94,62 @@ TEST(direct_connector, no_address_is_host_unreachable) {
   EXPECT_EQ(outcome.error, std::errc::host_unreachable);
 }
 
-// Owns both sockets for the relay's lifetime (a named coroutine, not a capturing lambda).
-asio::awaitable<relay_result> run_relay(tcp::socket client, tcp::socket target,
-                                        std::chrono::steady_clock::duration idle) {
-  co_return co_await relay(client, target, idle);
-}
+// A thread running relays: flows on one loop share that thread's pipe pool.
+struct relay_loop {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  std::thread thread{[this] { io.run(); }};
+  relay_loop() = default;
+  relay_loop(const relay_loop&) = delete;
+  relay_loop& operator=(const relay_loop&) = delete;
+  ~relay_loop() {
+    guard.reset();
+    thread.join();
+  }
+};
 
-// client <-> [relay] <-> target, all on loopback; the relay runs on its own thread.
+// Restores the pipe limit a test changed.
+struct pipe_limit_scope {
+  std::size_t saved = pipes_per_thread();
+  explicit pipe_limit_scope(std::size_t pipes) { set_pipes_per_thread(pipes); }
+  pipe_limit_scope(const pipe_limit_scope&) = delete;
+  pipe_limit_scope& operator=(const pipe_limit_scope&) = delete;
+  ~pipe_limit_scope() { set_pipes_per_thread(saved); }
+};
+
+// client <-> [relay] <-> target, all on loopback; the relay runs on `loop`'s thread, the test
+// drives the two outer ends with blocking calls.
 struct relay_rig {
-  asio::io_context relay_io;
   asio::io_context io;
   tcp::socket client{io};  // the test's ends
   tcp::socket target{io};
-  std::future<relay_result> result;
-  std::thread thread;
+  std::promise<relay_result> promise;
+  std::future<relay_result> result = promise.get_future();
+  std::shared_ptr<relay_flow> flow;
+  std::atomic<int> keepalives{0};
 
-  explicit relay_rig(std::chrono::steady_clock::duration idle = 30s) {
+  explicit relay_rig(relay_loop& loop, std::chrono::steady_clock::duration idle = 30s,
+                     std::optional<std::chrono::steady_clock::duration> keepalive = std::nullopt) {
     tcp::acceptor a{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
-    tcp::socket relay_client{relay_io};
-    tcp::socket relay_target{relay_io};
+    tcp::socket relay_client{loop.io};
+    tcp::socket relay_target{loop.io};
     client.connect(a.local_endpoint());
     a.accept(relay_client);
     relay_target.connect(a.local_endpoint());
     a.accept(target);
-    result =
-        asio::co_spawn(relay_io, run_relay(std::move(relay_client), std::move(relay_target), idle), asio::use_future);
-    thread = std::thread{[this] { relay_io.run(); }};
+    relay_settings settings;
+    settings.idle_timeout = idle;
+    if (keepalive) {
+      settings.keepalive = [this] { ++keepalives; };
+      settings.keepalive_interval = *keepalive;
+    }
+    // Started on the loop's thread, where the flow lives.
+    std::promise<std::shared_ptr<relay_flow>> started;
+    asio::post(loop.io, [&] {
+      started.set_value(start_relay(std::move(relay_client), std::move(relay_target), std::move(settings),
+                                    [this](const relay_result& r) { promise.set_value(r); }));
+    });
+    flow = started.get_future().get();
   }
   relay_rig(const relay_rig&) = delete;
   relay_rig& operator=(const relay_rig&) = delete;
@@ -119,8 +157,8 @@ struct relay_rig {
     boost::system::error_code ignored;
     client.close(ignored);
     target.close(ignored);
-    if (thread.joinable()) {
-      thread.join();
+    if (result.valid()) {
+      result.wait_for(10s);  // the flow ends on the loop before the promise goes
     }
   }
   relay_result wait() {
@@ -129,15 +167,40 @@ struct relay_rig {
   }
 };
 
-std::string read_all(tcp::socket& s) {
+std::string read_all(tcp::socket& s, boost::system::error_code& ec) {
   std::string out;
-  boost::system::error_code ec;
   asio::read(s, asio::dynamic_buffer(out), ec);
   return out;
 }
 
-TEST(relay, half_close_from_the_client_keeps_the_other_way_open) {
-  relay_rig rig;
+std::string read_all(tcp::socket& s) {
+  boost::system::error_code ignored;
+  return read_all(s, ignored);
+}
+
+std::string random_bytes(std::size_t n, std::uint64_t seed) {
+  std::string out(n, '\0');
+  std::mt19937_64 random{seed};
+  for (auto& c : out) {
+    c = static_cast<char>(random() & 0xffU);
+  }
+  return out;
+}
+
+// Writes `data` into `from` and closes its sending side, while reading `to` to EOF.
+std::string send_through(tcp::socket& from, tcp::socket& to, const std::string& data) {
+  std::thread writer{[&] {
+    asio::write(from, asio::buffer(data));
+    from.shutdown(tcp::socket::shutdown_send);
+  }};
+  auto received = read_all(to);
+  writer.join();
+  return received;
+}
+
+TEST(relay_engine, half_close_from_the_client_keeps_the_other_way_open) {
+  relay_loop loop;
+  relay_rig rig{loop};
   asio::write(rig.client, asio::buffer(std::string{"request"}));
   rig.client.shutdown(tcp::socket::shutdown_send);
   EXPECT_EQ(read_all(rig.target), "request");  // EOF arrives after the data
@@ -152,8 +215,9 @@ TEST(relay, half_close_from_the_client_keeps_the_other_way_open) {
   EXPECT_FALSE(r.reset);
 }
 
-TEST(relay, half_close_from_the_target_keeps_the_other_way_open) {
-  relay_rig rig;
+TEST(relay_engine, half_close_from_the_target_keeps_the_other_way_open) {
+  relay_loop loop;
+  relay_rig rig{loop};
   asio::write(rig.target, asio::buffer(std::string{"banner"}));
   rig.target.shutdown(tcp::socket::shutdown_send);
   EXPECT_EQ(read_all(rig.client), "banner");
@@ -165,16 +229,142 @@ TEST(relay, half_close_from_the_target_keeps_the_other_way_open) {
   EXPECT_EQ(r.target_to_client, 6U);
 }
 
-TEST(relay, idle_timeout_ends_both_sides) {
-  relay_rig rig{200ms};
+TEST(relay_engine, bytes_sent_before_the_relay_starts_are_relayed) {
+  // The client's first bytes often arrive before the flow exists (with the SOCKS request, or
+  // right after the handshake): the edge-triggered reactor never reports them.
+  relay_loop loop;
+  asio::io_context io;
+  tcp::acceptor a{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  tcp::socket client{io};
+  tcp::socket target{io};
+  tcp::socket relay_client{loop.io};
+  tcp::socket relay_target{loop.io};
+  client.connect(a.local_endpoint());
+  a.accept(relay_client);
+  relay_target.connect(a.local_endpoint());
+  a.accept(target);
+  asio::write(client, asio::buffer(std::string{"early"}));
+  client.shutdown(tcp::socket::shutdown_send);
+  std::this_thread::sleep_for(50ms);  // the bytes are in relay_client's receive queue
+  std::promise<relay_result> done;
+  asio::post(loop.io, [&] {
+    start_relay(std::move(relay_client), std::move(relay_target), {},
+                [&](const relay_result& r) { done.set_value(r); });
+  });
+  EXPECT_EQ(read_all(target), "early");
+  target.shutdown(tcp::socket::shutdown_send);
+  EXPECT_EQ(read_all(client), "");
+  auto f = done.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get().client_to_target, 5U);
+}
+
+TEST(relay_engine, large_transfers_both_ways_at_once_arrive_whole_through_splice) {
+  relay_loop loop;
+  relay_rig rig{loop};
+  const auto up = random_bytes(std::size_t{24} << 20U, 1);
+  const auto down = random_bytes(std::size_t{24} << 20U, 2);
+  const auto before = relay_stats();
+  std::string received_up;
+  std::thread upstream{[&] { received_up = send_through(rig.client, rig.target, up); }};
+  const auto received_down = send_through(rig.target, rig.client, down);
+  upstream.join();
+  EXPECT_TRUE(received_up == up) << received_up.size() << " bytes arrived of " << up.size();
+  EXPECT_TRUE(received_down == down) << received_down.size() << " bytes arrived of " << down.size();
+  const auto r = rig.wait();
+  EXPECT_EQ(r.client_to_target, up.size());
+  EXPECT_EQ(r.target_to_client, down.size());
+  EXPECT_FALSE(r.reset);
+  const auto after = relay_stats();
+  // Other tests' relays run in other processes (ctest) or before this one: the difference is ours.
+  EXPECT_EQ(after.spliced_bytes - before.spliced_bytes, up.size() + down.size());
+  EXPECT_EQ(after.buffered_bytes, before.buffered_bytes);
+}
+
+TEST(relay_engine, without_pipes_it_copies_through_a_buffer) {
+  const pipe_limit_scope no_pipes{0};
+  relay_loop loop;
+  relay_rig rig{loop};
+  const auto data = random_bytes(std::size_t{4} << 20U, 3);
+  const auto before = relay_stats();
+  EXPECT_TRUE(send_through(rig.client, rig.target, data) == data);
+  EXPECT_TRUE(send_through(rig.target, rig.client, data) == data);
+  rig.wait();
+  const auto after = relay_stats();
+  EXPECT_EQ(after.buffered_bytes - before.buffered_bytes, 2 * data.size());
+  EXPECT_EQ(after.spliced_bytes, before.spliced_bytes);
+}
+
+TEST(relay_engine, an_idle_flow_holds_no_pipe) {
+  const pipe_limit_scope one_pipe{1};
+  relay_loop loop;
+  relay_rig idle{loop};
+  // The idle flow moves something first (it takes the thread's only pipe for that)...
+  asio::write(idle.client, asio::buffer(std::string{"ping"}));
+  std::string four(4, '\0');
+  asio::read(idle.target, asio::buffer(four));
+  EXPECT_EQ(four, "ping");
+  // ...and then sits open: another flow on the same thread gets the pipe, no fallback.
+  relay_rig busy{loop};
+  const auto data = random_bytes(std::size_t{2} << 20U, 4);
+  const auto before = relay_stats();
+  EXPECT_TRUE(send_through(busy.client, busy.target, data) == data);
+  const auto after = relay_stats();
+  EXPECT_EQ(after.pipe_fallbacks, before.pipe_fallbacks);
+  EXPECT_EQ(after.spliced_bytes - before.spliced_bytes, data.size());
+}
+
+TEST(relay_engine, pipe_pool_exhaustion_falls_back_without_stalling) {
+  const pipe_limit_scope one_pipe{1};
+  relay_loop loop;
+  // A receiver that does not read: its direction keeps the thread's only pipe, full, waiting
+  // for the client's window.
+  relay_rig stalled{loop};
+  const auto big = random_bytes(std::size_t{16} << 20U, 5);
+  std::thread writer{[&] {
+    boost::system::error_code ec;
+    asio::write(stalled.target, asio::buffer(big), ec);
+    stalled.target.shutdown(tcp::socket::shutdown_send, ec);
+  }};
+  std::this_thread::sleep_for(200ms);
+  // Meanwhile another flow on that thread moves data both ways, through buffers.
+  relay_rig other{loop};
+  const auto data = random_bytes(std::size_t{2} << 20U, 6);
+  const auto before = relay_stats();
+  EXPECT_TRUE(send_through(other.client, other.target, data) == data);
+  EXPECT_TRUE(send_through(other.target, other.client, data) == data);
+  other.wait();
+  const auto after = relay_stats();
+  EXPECT_GT(after.pipe_fallbacks, before.pipe_fallbacks);
+  EXPECT_GE(after.buffered_bytes - before.buffered_bytes, 2 * data.size());
+  // The stalled one still delivers everything once its client reads.
+  EXPECT_TRUE(read_all(stalled.client) == big);
+  writer.join();
+}
+
+TEST(relay_engine, idle_timeout_ends_both_sides) {
+  relay_loop loop;
+  relay_rig rig{loop, 200ms};
   const auto r = rig.wait();
   EXPECT_TRUE(r.idle_timeout);
   EXPECT_EQ(read_all(rig.client), "");
   EXPECT_EQ(read_all(rig.target), "");
 }
 
-TEST(relay, a_reset_from_the_target_ends_the_client_side) {
-  relay_rig rig;
+TEST(relay_engine, keepalive_runs_while_the_flow_is_idle) {
+  relay_loop loop;
+  relay_rig rig{loop, 30s, 40ms};
+  std::this_thread::sleep_for(300ms);
+  rig.client.shutdown(tcp::socket::shutdown_send);
+  rig.target.shutdown(tcp::socket::shutdown_send);
+  const auto r = rig.wait();
+  EXPECT_FALSE(r.idle_timeout);
+  EXPECT_GE(rig.keepalives.load(), 3);
+}
+
+TEST(relay_engine, a_reset_from_the_target_resets_the_client) {
+  relay_loop loop;
+  relay_rig rig{loop};
   asio::write(rig.client, asio::buffer(std::string{"x"}));
   std::string one(1, '\0');
   asio::read(rig.target, asio::buffer(one));
@@ -182,7 +372,58 @@ TEST(relay, a_reset_from_the_target_ends_the_client_side) {
   rig.target.close();  // RST
   const auto r = rig.wait();
   EXPECT_TRUE(r.reset);
+  boost::system::error_code ec;
+  EXPECT_EQ(read_all(rig.client, ec), "");
+  EXPECT_EQ(ec, asio::error::connection_reset);
+}
+
+TEST(relay_engine, abort_closes_both_sides) {
+  relay_loop loop;
+  relay_rig rig{loop};
+  rig.flow->abort();
+  const auto r = rig.wait();
+  EXPECT_TRUE(r.aborted);
   EXPECT_EQ(read_all(rig.client), "");
+  EXPECT_EQ(read_all(rig.target), "");
+  rig.flow->abort();  // after the end: harmless
+}
+
+TEST(flow_limit, refuses_past_the_maximum_and_counts) {
+  flow_limit limit{2};
+  EXPECT_TRUE(limit.try_acquire());
+  EXPECT_TRUE(limit.try_acquire());
+  EXPECT_FALSE(limit.try_acquire());
+  EXPECT_EQ(limit.refused(), 1U);
+  limit.release();
+  EXPECT_TRUE(limit.try_acquire());
+  limit.set_max(1);
+  EXPECT_FALSE(limit.try_acquire());
+  EXPECT_EQ(limit.in_use(), 2U);
+}
+
+TEST(flow_limit, a_slot_gives_its_place_back_unless_taken) {
+  flow_limit limit{1};
+  ASSERT_TRUE(limit.try_acquire());
+  { const flow_slot slot{limit}; }
+  EXPECT_EQ(limit.in_use(), 0U);
+  ASSERT_TRUE(limit.try_acquire());
+  flow_limit* taken = nullptr;
+  {
+    flow_slot slot{limit};
+    flow_slot moved{std::move(slot)};
+    taken = moved.take();
+  }
+  EXPECT_EQ(limit.in_use(), 1U);
+  ASSERT_EQ(taken, &limit);
+  taken->release();
+  EXPECT_EQ(limit.in_use(), 0U);
+}
+
+TEST(flow_limit, the_default_leaves_room_for_pipes_and_listeners) {
+  // 20,000 descriptors, 2 threads of 64 pipes: 2 per flow after 256 + 2 x (128 + 32).
+  EXPECT_EQ(default_max_flows(20000, 2, 64), (20000U - 576U) / 2);
+  EXPECT_EQ(default_max_flows(1024, 1, 64), (1024U - 416U) / 2);
+  EXPECT_EQ(default_max_flows(100, 4, 64), 1U);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ template <int Level, int Name>
 using flag = asio::detail::socket_option::boolean<Level, Name>;
 
 using ipv6_transparent = flag<SOL_IPV6, IPV6_TRANSPARENT>;
+using reuse_port_option = flag<SOL_SOCKET, SO_REUSEPORT>;
 using ipv4_transparent = flag<SOL_IP, IP_TRANSPARENT>;
 using ipv6_recv_origdstaddr = flag<SOL_IPV6, IPV6_RECVORIGDSTADDR>;
 using ipv4_recv_origdstaddr = flag<SOL_IP, IP_RECVORIGDSTADDR>;
@@ -52,11 +53,14 @@ void step(const std::string& name, const std::string& where, Step&& run) {
 // Opens, configures and binds a dual-stack transparent socket (acceptor or datagram socket) on
 // [::]:port.
 template <typename Socket>
-void open_dual_stack(Socket& socket, std::uint16_t port, const std::string& where) {
+void open_dual_stack(Socket& socket, std::uint16_t port, const std::string& where, bool reuse_port = false) {
   using protocol = typename Socket::protocol_type;
   step("open AF_INET6 socket", where, [&](error_code& ec) { socket.open(protocol::v6(), ec); });
   step("IPV6_V6ONLY=0", where, [&](error_code& ec) { socket.set_option(asio::ip::v6_only{false}, ec); });
   step("SO_REUSEADDR", where, [&](error_code& ec) { socket.set_option(asio::socket_base::reuse_address{true}, ec); });
+  if (reuse_port) {
+    step("SO_REUSEPORT", where, [&](error_code& ec) { socket.set_option(reuse_port_option{true}, ec); });
+  }
   // Also makes the IPv4 side transparent: IP_TRANSPARENT is the same per-socket flag.
   step("IPV6_TRANSPARENT", where, [&](error_code& ec) { socket.set_option(ipv6_transparent{true}, ec); });
   step("bind", where, [&](error_code& ec) {
@@ -103,10 +107,10 @@ std::optional<endpoint> from_sockaddr_in6(std::span<const std::byte> bytes) {
 
 }  // namespace
 
-tcp::acceptor open_transparent_tcp(const asio::any_io_executor& executor, std::uint16_t port) {
+tcp::acceptor open_transparent_tcp(const asio::any_io_executor& executor, std::uint16_t port, bool reuse_port) {
   const std::string where = "transparent TCP listener on [::]:" + std::to_string(port);
   tcp::acceptor acceptor{executor};
-  open_dual_stack(acceptor, port, where);
+  open_dual_stack(acceptor, port, where, reuse_port);
   step("listen", where, [&](error_code& ec) { acceptor.listen(asio::socket_base::max_listen_connections, ec); });
   return acceptor;
 }

@@ -10,6 +10,7 @@
 
 #include "gate46/common/component.hpp"
 #include "gate46/dns/resolver.hpp"
+#include "gate46/gateway/flow_limit.hpp"
 #include "gate46/mapping/store.hpp"
 
 namespace gate46::gateway {
@@ -20,6 +21,8 @@ struct daemon_services {
   mapping::mapping_store* store = nullptr;
   // The one upstream resolver and cache (dns.upstreams); null like the store.
   dns::upstream_resolver* resolver = nullptr;
+  // gateway.max_flows, shared by socks and relay; null like the store.
+  flow_limit* flows = nullptr;
 };
 
 class component_registry {

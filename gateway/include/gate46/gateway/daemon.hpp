@@ -57,6 +57,8 @@ class daemon {
   // Starts each configured component in order; false (logged) when one fails.
   bool start_components();
   void reload();
+  // gateway.max_flows, or what the open-file limit allows when it is unset.
+  [[nodiscard]] unsigned max_flows(const config& cfg) const;
   boost::asio::awaitable<void> stop_components();
 
   daemon_options options_;
@@ -69,6 +71,8 @@ class daemon {
   std::unique_ptr<worker_pool> workers_;
   std::unique_ptr<mapping::mapping_store> store_;
   std::unique_ptr<dns::upstream_resolver> resolver_;
+  std::unique_ptr<flow_limit> flows_;
+  std::uint64_t open_files_ = 0;  // the open-file limit after raising it
   daemon_services services_;
   std::vector<std::unique_ptr<component>> components_;  // in start order
   bool stopping_ = false;                               // control thread only

@@ -7,7 +7,8 @@
 // username/password against [[gateway.user]] argon2id hashes (verified on a bounded pool), the
 // request (CONNECT; BIND and UDP ASSOCIATE answer 07 until their issue), the destination
 // checks (access.hpp: deny list, the box itself, fake addresses mapped back to their names),
-// Happy Eyeballs (connector.hpp), the reply, the relay (relay.hpp).
+// Happy Eyeballs (connector.hpp), the reply, the relay (relay.hpp). Every connection takes a
+// place in gateway.max_flows (flow_limit.hpp) at accept, or is reset.
 //
 // Thread-safety: listen(), close(), reconfigure() and stop() belong to the daemon's control
 // thread; counters() may be called from any thread.
@@ -25,6 +26,7 @@
 #include "gate46/common/worker_pool.hpp"
 #include "gate46/dns/resolver.hpp"
 #include "gate46/gateway/connector.hpp"
+#include "gate46/gateway/flow_limit.hpp"
 #include "gate46/mapping/store.hpp"
 
 namespace gate46::gateway {
@@ -45,7 +47,8 @@ socks_settings socks_settings_of(const config& cfg);
 
 class socks_server {
  public:
-  socks_server(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store, socks_settings settings);
+  socks_server(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store, flow_limit& flows,
+               socks_settings settings);
   socks_server(const socks_server&) = delete;
   socks_server& operator=(const socks_server&) = delete;
   ~socks_server();
@@ -56,8 +59,9 @@ class socks_server {
   [[nodiscard]] std::vector<endpoint> endpoints() const;
   // The live keys: users, networks, deny list, timeouts, Happy Eyeballs settings.
   void reconfigure(socks_settings settings);
-  // Stops accepting, closes every session, completes when they have ended.
-  boost::asio::awaitable<void> stop();
+  // Stops accepting; flows carry on until `deadline`, then the rest are closed. Completes when
+  // none is left.
+  boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] std::vector<counter> counters() const;
 
   struct state;
@@ -73,7 +77,7 @@ class socks_server {
 // loopback addresses and on every address of lan.interfaces as the address watcher reports
 // them.
 std::unique_ptr<component> make_socks_component(const component_context& context, dns::resolver& resolver,
-                                                mapping::mapping_store& store);
+                                                mapping::mapping_store& store, flow_limit& flows);
 
 // An argon2id hash for [[gateway.user]] (gate46ctl passwd).
 std::string hash_password(const std::string& password);

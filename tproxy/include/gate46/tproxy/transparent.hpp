@@ -37,8 +37,11 @@ namespace gate46::tproxy {
 // AF_INET6, IPV6_V6ONLY=0, IPV6_TRANSPARENT, SO_REUSEADDR. Accepts TPROXY'd connections of
 // both families; original_destination() of each accepted socket says where the client aimed.
 // Throws boost::system::system_error naming the step that failed; EPERM says CAP_NET_ADMIN is
-// needed.
-boost::asio::ip::tcp::acceptor open_transparent_tcp(const boost::asio::any_io_executor& executor, std::uint16_t port);
+// needed. With reuse_port (SO_REUSEPORT), several such listeners share the port and the kernel
+// spreads new connections over them (TPROXY's listener lookup honours reuseport groups), one
+// listener per worker thread.
+boost::asio::ip::tcp::acceptor open_transparent_tcp(const boost::asio::any_io_executor& executor, std::uint16_t port,
+                                                    bool reuse_port = false);
 
 // A UDP socket on [::]:port, set up like open_transparent_tcp plus IPV6_RECVORIGDSTADDR and
 // IP_RECVORIGDSTADDR, so every datagram of either family carries its original destination.
