@@ -245,7 +245,10 @@ unsigned daemon::max_flows(const config& cfg) const {
 }
 
 std::vector<counter> daemon::counters() const {
-  return {{"reloads_applied", reloads_applied_.load()}, {"reloads_rejected", reloads_rejected_.load()}};
+  // The relay engine's pipes, in use or idle in the worker threads' pools (SOCKS and relay).
+  return {{"reloads_applied", reloads_applied_.load()},
+          {"reloads_rejected", reloads_rejected_.load()},
+          {"relay_pipes_open", relay_stats().pipes_open}};
 }
 
 void daemon::request_reload() {

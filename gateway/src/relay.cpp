@@ -265,6 +265,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
         dir.pipe = thread_pipes.acquire();
         if (!dir.pipe && pipe_limit.load(std::memory_order_relaxed) > 0) {
           fallback_total.fetch_add(1, std::memory_order_relaxed);
+          ++pipe_fallbacks_;
         }
       }
       if (!dir.pipe) {
@@ -295,6 +296,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
           from_syscall(::splice(dir.pipe->read, nullptr, to, nullptr, dir.held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
       if (result.what == io_result::kind::moved) {
         spliced_total.fetch_add(result.bytes, std::memory_order_relaxed);
+        spliced_bytes_ += result.bytes;
       }
       return result;
     }
@@ -302,6 +304,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
     if (result.what == io_result::kind::moved) {
       dir.offset += result.bytes;
       buffered_total.fetch_add(result.bytes, std::memory_order_relaxed);
+      buffered_bytes_ += result.bytes;
     } else if (result.what == io_result::kind::eof) {
       return {io_result::kind::would_block};  // send() of a non-empty buffer never returns 0
     }
@@ -395,6 +398,9 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
     result.reset = how == ending::reset;
     result.idle_timeout = how == ending::idle;
     result.aborted = how == ending::aborted;
+    result.spliced_bytes = spliced_bytes_;
+    result.buffered_bytes = buffered_bytes_;
+    result.pipe_fallbacks = pipe_fallbacks_;
     auto done = std::move(done_);
     settings_.keepalive = nullptr;
     if (done) {
@@ -409,6 +415,9 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
   relay_done done_;
   clock_type::time_point last_activity_;
   clock_type::time_point next_keepalive_;
+  std::uint64_t spliced_bytes_ = 0;
+  std::uint64_t buffered_bytes_ = 0;
+  std::uint64_t pipe_fallbacks_ = 0;
   bool finished_ = false;
 };
 

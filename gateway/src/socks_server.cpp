@@ -109,6 +109,9 @@ struct socks_server::state {
   std::atomic<std::uint64_t> refused_max_flows{0};
   std::atomic<std::uint64_t> bytes_up{0};
   std::atomic<std::uint64_t> bytes_down{0};
+  std::atomic<std::uint64_t> spliced_bytes{0};
+  std::atomic<std::uint64_t> buffered_bytes{0};
+  std::atomic<std::uint64_t> pipe_fallbacks{0};
   log_throttle refusal_log;
 
   std::shared_ptr<const socks_settings> settings() {
@@ -357,6 +360,9 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
                     st->sessions.remove(id);
                     st->bytes_up += r.client_to_target;
                     st->bytes_down += r.target_to_client;
+                    st->spliced_bytes += r.spliced_bytes;
+                    st->buffered_bytes += r.buffered_bytes;
+                    st->pipe_fallbacks += r.pipe_fallbacks;
                     logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
                                            r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
                   });
@@ -524,7 +530,10 @@ std::vector<counter> socks_server::counters() const {
           {"active_flows", s.sessions.size()},
           {"refused_max_flows", s.refused_max_flows.load()},
           {"bytes_up", s.bytes_up.load()},
-          {"bytes_down", s.bytes_down.load()}};
+          {"bytes_down", s.bytes_down.load()},
+          {"spliced_bytes", s.spliced_bytes.load()},
+          {"buffered_bytes", s.buffered_bytes.load()},
+          {"pipe_fallbacks", s.pipe_fallbacks.load()}};
 }
 
 // ---- the component ----------------------------------------------------------------------------

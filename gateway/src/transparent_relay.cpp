@@ -90,6 +90,9 @@ struct transparent_relay::state {
   std::atomic<std::uint64_t> resets{0};
   std::atomic<std::uint64_t> bytes_up{0};
   std::atomic<std::uint64_t> bytes_down{0};
+  std::atomic<std::uint64_t> spliced_bytes{0};
+  std::atomic<std::uint64_t> buffered_bytes{0};
+  std::atomic<std::uint64_t> pipe_fallbacks{0};
   log_throttle refusal_log;
   log_throttle failure_log;
 
@@ -190,6 +193,9 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
         st->sessions.remove(id);
         st->bytes_up += r.client_to_target;
         st->bytes_down += r.target_to_client;
+        st->spliced_bytes += r.spliced_bytes;
+        st->buffered_bytes += r.buffered_bytes;
+        st->pipe_fallbacks += r.pipe_fallbacks;
         if (r.idle_timeout) {
           ++st->idle_timeouts;
         }
@@ -306,7 +312,6 @@ asio::awaitable<void> transparent_relay::stop(std::chrono::steady_clock::time_po
 
 std::vector<counter> transparent_relay::counters() const {
   const auto& s = *state_;
-  const auto engine = relay_stats();
   return {{"connections", s.connections.load()},
           {"flows", s.relayed.load()},
           {"active_flows", s.sessions.size()},
@@ -320,11 +325,9 @@ std::vector<counter> transparent_relay::counters() const {
           {"resets", s.resets.load()},
           {"bytes_up", s.bytes_up.load()},
           {"bytes_down", s.bytes_down.load()},
-          // The engine's, shared with SOCKS CONNECT.
-          {"spliced_bytes", engine.spliced_bytes},
-          {"buffered_bytes", engine.buffered_bytes},
-          {"pipe_fallbacks", engine.pipe_fallbacks},
-          {"pipes_open", engine.pipes_open}};
+          {"spliced_bytes", s.spliced_bytes.load()},
+          {"buffered_bytes", s.buffered_bytes.load()},
+          {"pipe_fallbacks", s.pipe_fallbacks.load()}};
 }
 
 // ---- the component ----------------------------------------------------------------------------

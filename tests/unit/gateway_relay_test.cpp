@@ -275,6 +275,8 @@ TEST(relay_engine, large_transfers_both_ways_at_once_arrive_whole_through_splice
   EXPECT_EQ(r.client_to_target, up.size());
   EXPECT_EQ(r.target_to_client, down.size());
   EXPECT_FALSE(r.reset);
+  EXPECT_EQ(r.spliced_bytes, up.size() + down.size());
+  EXPECT_EQ(r.buffered_bytes, 0U);
   const auto after = relay_stats();
   // Other tests' relays run in other processes (ctest) or before this one: the difference is ours.
   EXPECT_EQ(after.spliced_bytes - before.spliced_bytes, up.size() + down.size());
@@ -333,7 +335,9 @@ TEST(relay_engine, pipe_pool_exhaustion_falls_back_without_stalling) {
   const auto before = relay_stats();
   EXPECT_TRUE(send_through(other.client, other.target, data) == data);
   EXPECT_TRUE(send_through(other.target, other.client, data) == data);
-  other.wait();
+  const auto r = other.wait();
+  EXPECT_GT(r.pipe_fallbacks, 0U);
+  EXPECT_EQ(r.buffered_bytes, 2 * data.size());
   const auto after = relay_stats();
   EXPECT_GT(after.pipe_fallbacks, before.pipe_fallbacks);
   EXPECT_GE(after.buffered_bytes - before.buffered_bytes, 2 * data.size());

@@ -37,6 +37,10 @@ struct relay_result {
   bool idle_timeout = false;  // ended by the idle timeout
   bool reset = false;         // ended by an error or reset on either side
   bool aborted = false;       // ended by relay_flow::abort() (shutdown)
+  // How the bytes went: spliced_bytes + buffered_bytes = both directions' bytes.
+  std::uint64_t spliced_bytes = 0;
+  std::uint64_t buffered_bytes = 0;
+  std::uint64_t pipe_fallbacks = 0;  // reads that found no free pipe and used a buffer
 };
 
 struct relay_settings {
