@@ -33,7 +33,13 @@ std::atomic<std::uint64_t> pipes_open_total{0};
 // Reads (and the writes they need) one direction may do before it lets other flows on its
 // thread run: a 10 Gbit/s flow must not starve the rest of the thread's flows.
 constexpr int rounds_per_turn = 16;
-// Idle buffers a thread keeps for the next fallback read.
+// A direction copies small messages and splices bulk: a request or reply of a few hundred bytes
+// costs less as a recv() and a send() than as two splice() calls and a pipe taken and given
+// back, while bulk data is never copied. (Skipping the read that says EAGAIN after a short one
+// is not safe: a FIN queued behind the data raised no edge of its own.) A copy that fills the whole buffer
+// switches the direction to splicing; a splice that moves less than this switches it back.
+constexpr std::size_t small_read_bytes = std::size_t{16} * 1024;
+// Idle buffers a thread keeps for the next copied read.
 constexpr std::size_t idle_buffers_per_thread = 8;
 
 struct pipe_pair {
@@ -204,6 +210,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
     std::size_t held = 0;    // read, not yet written
     std::size_t offset = 0;  // into buffer: where the unwritten bytes start
     bool splice_ok = true;
+    bool bulk = false;  // splicing (else copying small messages)
     bool done = false;
   };
 
@@ -261,7 +268,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
 
   io_result read_in(direction& dir) {
     if (!dir.pipe && !dir.buffer) {
-      if (dir.splice_ok) {
+      if (dir.bulk && dir.splice_ok) {
         dir.pipe = thread_pipes.acquire();
         if (!dir.pipe && pipe_limit.load(std::memory_order_relaxed) > 0) {
           fallback_total.fetch_add(1, std::memory_order_relaxed);
@@ -283,10 +290,17 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
         dir.pipe.reset();
         dir.buffer = thread_buffers.acquire();
       } else {
+        if (n > 0 && static_cast<std::size_t>(n) < small_read_bytes) {
+          dir.bulk = false;  // the next read copies
+        }
         return from_syscall(n);
       }
     }
-    return from_syscall(::recv(from, dir.buffer.get(), relay_buffer_bytes, MSG_DONTWAIT));
+    const auto n = ::recv(from, dir.buffer.get(), relay_buffer_bytes, MSG_DONTWAIT);
+    if (n > 0) {
+      dir.bulk = static_cast<std::size_t>(n) == relay_buffer_bytes;
+    }
+    return from_syscall(n);
   }
 
   io_result write_out(direction& dir) {
