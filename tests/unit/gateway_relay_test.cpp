@@ -337,11 +337,11 @@ TEST(relay_engine, small_messages_are_copied_and_bulk_is_spliced) {
   }
   // The relay counts a send after it returned, maybe after the client has read the bytes.
   auto small = relay_stats();
-  for (int i = 0; i < 200 && small.buffered_bytes - before.buffered_bytes < 20U * 1500U; ++i) {
+  for (int i = 0; i < 200 && small.buffered_bytes - before.buffered_bytes < std::uint64_t{20} * 1500U; ++i) {
     std::this_thread::sleep_for(10ms);
     small = relay_stats();
   }
-  EXPECT_EQ(small.buffered_bytes - before.buffered_bytes, 20U * 1500U);
+  EXPECT_EQ(small.buffered_bytes - before.buffered_bytes, std::uint64_t{20} * 1500U);
   EXPECT_EQ(small.spliced_bytes, before.spliced_bytes);
   // Then a bulk download on the same flow: spliced.
   const auto big = random_bytes(std::size_t{8} << 20U, 8);
