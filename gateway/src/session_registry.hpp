@@ -1,16 +1,26 @@
-// The sessions a server has open, so that stopping it can close every one: a session registers
-// a closer (close my client socket; later, abort my relay) and removes itself when it ends.
+// What the SOCKS server and the transparent relay share about their sessions: the registry of
+// open sessions, so that stopping a server can close every one (a session registers a closer:
+// close my client socket, later abort my relay, and removes itself when it ends), the drain at
+// stop, and the totals of ended flows.
 //
 // Thread-safety: every member may be called from any thread; closers are called without the
 // lock held and must only post work to their session's executor.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "gate46/common/component.hpp"
+#include "gate46/gateway/relay.hpp"
 
 namespace gate46::gateway {
 
@@ -90,6 +100,31 @@ class session_registry {
   std::unordered_map<std::uint64_t, closer> sessions_;
   std::uint64_t last_id_ = 0;
   bool closing_ = false;
+};
+
+// From now on stopping the server aborts `flow` (the session's relay); if the server stopped
+// while the session was being set up, the flow is aborted at once.
+void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow);
+
+// A server's stop after it has closed its listeners: sessions may end by themselves until
+// `deadline`, then the rest are closed; completes when they and every coroutine counted in
+// `active` have gone (bounded: 5 s after the deadline at most).
+boost::asio::awaitable<void> drain(session_registry& sessions, const std::atomic<std::uint64_t>& active,
+                                   std::chrono::steady_clock::time_point deadline);
+
+// The bytes and endings of a server's ended flows.
+struct flow_totals {
+  std::atomic<std::uint64_t> bytes_up{0};
+  std::atomic<std::uint64_t> bytes_down{0};
+  std::atomic<std::uint64_t> spliced_bytes{0};
+  std::atomic<std::uint64_t> buffered_bytes{0};
+  std::atomic<std::uint64_t> pipe_fallbacks{0};
+  std::atomic<std::uint64_t> idle_timeouts{0};
+  std::atomic<std::uint64_t> resets{0};
+
+  void add(const relay_result& r) noexcept;
+  // bytes_up, bytes_down, spliced_bytes, buffered_bytes, pipe_fallbacks, idle_timeouts, resets.
+  void append_counters(std::vector<counter>& out) const;
 };
 
 }  // namespace gate46::gateway

@@ -90,6 +90,7 @@ struct socks_server::state {
   mapping::mapping_store& store;
   flow_limit& flows;
   session_registry sessions;
+  flow_totals totals;
   asio::thread_pool verifier;  // argon2id checks, at most one per core
   destination_policy destinations;
 
@@ -107,11 +108,6 @@ struct socks_server::state {
   std::atomic<std::uint64_t> connect_failures{0};
   std::atomic<std::uint64_t> relayed{0};
   std::atomic<std::uint64_t> refused_max_flows{0};
-  std::atomic<std::uint64_t> bytes_up{0};
-  std::atomic<std::uint64_t> bytes_down{0};
-  std::atomic<std::uint64_t> spliced_bytes{0};
-  std::atomic<std::uint64_t> buffered_bytes{0};
-  std::atomic<std::uint64_t> pipe_fallbacks{0};
   log_throttle refusal_log;
 
   std::shared_ptr<const socks_settings> settings() {
@@ -358,22 +354,11 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
                   [st, limit, id, peer, destination = request->destination.to_string()](const relay_result& r) {
                     limit->release();
                     st->sessions.remove(id);
-                    st->bytes_up += r.client_to_target;
-                    st->bytes_down += r.target_to_client;
-                    st->spliced_bytes += r.spliced_bytes;
-                    st->buffered_bytes += r.buffered_bytes;
-                    st->pipe_fallbacks += r.pipe_fallbacks;
+                    st->totals.add(r);
                     logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
                                            r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
                   });
-  // From here on stopping aborts the relay; if stop() ran meanwhile, abort it now.
-  if (!st->sessions.replace(id, [weak = std::weak_ptr<relay_flow>{flow}] {
-        if (const auto f = weak.lock()) {
-          f->abort();
-        }
-      })) {
-    flow->abort();
-  }
+  track_relay(st->sessions, id, flow);
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -503,37 +488,23 @@ asio::awaitable<void> socks_server::stop(std::chrono::steady_clock::time_point d
   for (const auto& at : endpoints()) {
     close(at);
   }
-  asio::steady_timer wait{co_await asio::this_coro::executor};
-  // Flows in progress may finish until the drain deadline...
-  while (state_->sessions.size() > 0 && std::chrono::steady_clock::now() < deadline) {
-    wait.expires_after(std::chrono::milliseconds{20});
-    co_await wait.async_wait(use_tuple);
-  }
-  // ...then whatever is left is closed.
-  state_->sessions.close_all();
-  for (int i = 0; i < 500 && (state_->sessions.size() > 0 || state_->active.load() > 0); ++i) {
-    wait.expires_after(std::chrono::milliseconds{10});
-    co_await wait.async_wait(use_tuple);
-  }
+  co_await drain(state_->sessions, state_->active, deadline);
 }
 
 std::vector<counter> socks_server::counters() const {
   const auto& s = *state_;
-  return {{"connections", s.connections.load()},
-          {"refused_clients", s.refused_clients.load()},
-          {"auth_failures", s.auth_failures.load()},
-          {"auth_overload", s.auth_overload.load()},
-          {"malformed", s.malformed.load()},
-          {"denied_destinations", s.denied_destinations.load()},
-          {"connect_failures", s.connect_failures.load()},
-          {"flows", s.relayed.load()},
-          {"active_flows", s.sessions.size()},
-          {"refused_max_flows", s.refused_max_flows.load()},
-          {"bytes_up", s.bytes_up.load()},
-          {"bytes_down", s.bytes_down.load()},
-          {"spliced_bytes", s.spliced_bytes.load()},
-          {"buffered_bytes", s.buffered_bytes.load()},
-          {"pipe_fallbacks", s.pipe_fallbacks.load()}};
+  std::vector<counter> out{{"connections", s.connections.load()},
+                           {"refused_clients", s.refused_clients.load()},
+                           {"auth_failures", s.auth_failures.load()},
+                           {"auth_overload", s.auth_overload.load()},
+                           {"malformed", s.malformed.load()},
+                           {"denied_destinations", s.denied_destinations.load()},
+                           {"connect_failures", s.connect_failures.load()},
+                           {"flows", s.relayed.load()},
+                           {"active_flows", s.sessions.size()},
+                           {"refused_max_flows", s.refused_max_flows.load()}};
+  s.totals.append_counters(out);
+  return out;
 }
 
 // ---- the component ----------------------------------------------------------------------------

@@ -75,6 +75,7 @@ struct transparent_relay::state {
   flow_limit& flows;
   destination_policy destinations;
   session_registry sessions;
+  flow_totals totals;
 
   mutable std::mutex mutex;  // guards current
   std::shared_ptr<const transparent_settings> current;
@@ -88,13 +89,6 @@ struct transparent_relay::state {
   std::atomic<std::uint64_t> denied_destinations{0};
   std::atomic<std::uint64_t> connect_failures{0};
   std::atomic<std::uint64_t> refused_max_flows{0};
-  std::atomic<std::uint64_t> idle_timeouts{0};
-  std::atomic<std::uint64_t> resets{0};
-  std::atomic<std::uint64_t> bytes_up{0};
-  std::atomic<std::uint64_t> bytes_down{0};
-  std::atomic<std::uint64_t> spliced_bytes{0};
-  std::atomic<std::uint64_t> buffered_bytes{0};
-  std::atomic<std::uint64_t> pipe_fallbacks{0};
   log_throttle refusal_log;
   log_throttle failure_log;
 
@@ -193,26 +187,9 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
       start_relay(std::move(*client), std::move(*upstream), std::move(rs), [st, limit, id](const relay_result& r) {
         limit->release();
         st->sessions.remove(id);
-        st->bytes_up += r.client_to_target;
-        st->bytes_down += r.target_to_client;
-        st->spliced_bytes += r.spliced_bytes;
-        st->buffered_bytes += r.buffered_bytes;
-        st->pipe_fallbacks += r.pipe_fallbacks;
-        if (r.idle_timeout) {
-          ++st->idle_timeouts;
-        }
-        if (r.reset) {
-          ++st->resets;
-        }
+        st->totals.add(r);
       });
-  // From here on stopping aborts the relay; if stop() ran meanwhile, abort it now.
-  if (!st->sessions.replace(id, [weak = std::weak_ptr<relay_flow>{flow}] {
-        if (const auto f = weak.lock()) {
-          f->abort();
-        }
-      })) {
-    flow->abort();
-  }
+  track_relay(st->sessions, id, flow);
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor, worker_pool* hand_out) {
@@ -298,38 +275,22 @@ asio::awaitable<void> transparent_relay::stop(std::chrono::steady_clock::time_po
     });
   }
   acceptors_.clear();
-  asio::steady_timer wait{co_await asio::this_coro::executor};
-  // Flows in progress may finish until the drain deadline...
-  while (state_->sessions.size() > 0 && std::chrono::steady_clock::now() < deadline) {
-    wait.expires_after(std::chrono::milliseconds{20});
-    co_await wait.async_wait(use_tuple);
-  }
-  // ...then whatever is left is closed.
-  state_->sessions.close_all();
-  for (int i = 0; i < 500 && (state_->sessions.size() > 0 || state_->active.load() > 0); ++i) {
-    wait.expires_after(std::chrono::milliseconds{10});
-    co_await wait.async_wait(use_tuple);
-  }
+  co_await drain(state_->sessions, state_->active, deadline);
 }
 
 std::vector<counter> transparent_relay::counters() const {
   const auto& s = *state_;
-  return {{"connections", s.connections.load()},
-          {"flows", s.relayed.load()},
-          {"active_flows", s.sessions.size()},
-          {"not_fake", s.not_fake.load()},
-          {"unmapped", s.unmapped.load()},
-          {"unresolved", s.unresolved.load()},
-          {"denied_destinations", s.denied_destinations.load()},
-          {"connect_failures", s.connect_failures.load()},
-          {"refused_max_flows", s.refused_max_flows.load()},
-          {"idle_timeouts", s.idle_timeouts.load()},
-          {"resets", s.resets.load()},
-          {"bytes_up", s.bytes_up.load()},
-          {"bytes_down", s.bytes_down.load()},
-          {"spliced_bytes", s.spliced_bytes.load()},
-          {"buffered_bytes", s.buffered_bytes.load()},
-          {"pipe_fallbacks", s.pipe_fallbacks.load()}};
+  std::vector<counter> out{{"connections", s.connections.load()},
+                           {"flows", s.relayed.load()},
+                           {"active_flows", s.sessions.size()},
+                           {"not_fake", s.not_fake.load()},
+                           {"unmapped", s.unmapped.load()},
+                           {"unresolved", s.unresolved.load()},
+                           {"denied_destinations", s.denied_destinations.load()},
+                           {"connect_failures", s.connect_failures.load()},
+                           {"refused_max_flows", s.refused_max_flows.load()}};
+  s.totals.append_counters(out);
+  return out;
 }
 
 // ---- the component ----------------------------------------------------------------------------

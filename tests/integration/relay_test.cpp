@@ -42,6 +42,7 @@
 #include "gate46/testing/process.hpp"
 #include "gate46/testing/temp_dir.hpp"
 #include "gate46/testing/wait.hpp"
+#include "gate46/testing/web_server.hpp"
 
 namespace {
 
@@ -90,37 +91,6 @@ constexpr std::string_view unmapped_v6 = "2001:2::dead";
 
 // The port of sink.py on the server.
 constexpr int sink_port = 9000;
-
-// The web server on both of its addresses; workers run as root so they read (and, for PUT,
-// write) the test's private directory. The access log says which address each request came to,
-// and from where.
-constexpr std::string_view nginx_conf = R"(daemon off;
-user root;
-worker_processes 2;
-pid @DIR@/nginx.pid;
-error_log @DIR@/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  log_format flows '$remote_addr $server_addr $request_uri $status';
-  access_log @DIR@/access.log flows;
-  client_body_temp_path @DIR@/client_body;
-  proxy_temp_path @DIR@/proxy;
-  fastcgi_temp_path @DIR@/fastcgi;
-  uwsgi_temp_path @DIR@/uwsgi;
-  scgi_temp_path @DIR@/scgi;
-  keepalive_timeout 60s;
-  server {
-    listen 203.0.113.2:80 backlog=1024;
-    listen [2001:db8:2::2]:80 backlog=1024;
-    root @DIR@/www;
-    location /upload/ {
-      dav_methods PUT;
-      create_full_put_path on;
-      client_max_body_size 64m;
-    }
-  }
-}
-)";
 
 // A TCP server that answers only once the client has half-closed: it reads until EOF, then
 // sends "<sha256 of what it read> <length>\n" followed by everything it read, and closes. A relay
@@ -317,25 +287,13 @@ class relay : public ::testing::Test {
     dir_.write_file("www/small.txt", small_text);
     big_ = dir_.write_file("www/big.bin", random_bytes(1U << 20U, 20240607));
     big_sha256_ = sha256_of({big_.string()}).at(0);
-    // Everything nginx writes stays in the test's directory ("@DIR@").
-    std::string text{nginx_conf};
-    const std::string d = dir_.path().string();
-    for (auto at = text.find("@DIR@"); at != std::string::npos; at = text.find("@DIR@", at + d.size())) {
-      text.replace(at, 5, d);
-    }
-    const auto conf = dir_.write_file("nginx.conf", text);
-    auto& n = nginx_.emplace(server_->command({"nginx", "-e", d + "/nginx-error.log", "-p", d, "-c", conf.string()}));
-    // Up when it serves on both addresses (from inside its own namespace).
-    const bool up = wait_until(
-        [&] {
-          return server_->run({"curl", "-sf", "--max-time", "1", "-o", "/dev/null", "http://203.0.113.2/small.txt"})
-                     .ok() &&
-                 server_->run({"curl", "-sf", "--max-time", "1", "-o", "/dev/null", "http://[2001:db8:2::2]/small.txt"})
-                     .ok();
-        },
-        log_timeout, 50ms);
-    ASSERT_TRUE(up) << n.log_text() << read_error_log();
-    access_mark_ = access_log().size();
+    ASSERT_NO_THROW(
+        web_.emplace(*server_, dir_.path(),
+                     web_server_options{{std::string{server_v4} + ":80", "[" + std::string{server_v6} + "]:80"},
+                                        "    location /upload/ {\n      dav_methods PUT;\n      create_full_put_path "
+                                        "on;\n      client_max_body_size 64m;\n    }\n",
+                                        "  keepalive_timeout 60s;\n"},
+                     "small.txt"));
   }
 
   void start_sink() {
@@ -357,39 +315,9 @@ class relay : public ::testing::Test {
     return bytes;
   }
 
-  [[nodiscard]] std::string read_error_log() const {
-    try {
-      return read_file(dir_.path() / "nginx-error.log");
-    } catch (const std::exception&) {
-      return "";
-    }
-  }
-
-  [[nodiscard]] std::string access_log() const {
-    try {
-      return read_file(dir_.path() / "access.log");
-    } catch (const std::exception&) {
-      return "";
-    }
-  }
-
-  // The access log lines written since the web server came up ("remote server uri status"),
-  // once there are `expected` of them: nginx writes a line after the response has gone, so it
-  // may trail curl's exit a little (bounded wait; fewer lines come back if they never appear).
+  [[nodiscard]] std::string access_log() const { return web_->access_log(); }
   [[nodiscard]] std::vector<std::string> requests_seen(std::size_t expected) const {
-    std::vector<std::string> lines;
-    wait_until(
-        [&] {
-          lines.clear();
-          for (auto& l : lines_of(access_log().substr(access_mark_))) {
-            if (!l.empty()) {
-              lines.push_back(std::move(l));
-            }
-          }
-          return lines.size() >= expected;
-        },
-        2s);
-    return lines;
+    return web_->requests_seen(expected);
   }
 
   // ---- gate46d ---------------------------------------------------------------------------
@@ -448,24 +376,6 @@ class relay : public ::testing::Test {
     ASSERT_NE(table.out.find("tproxy ip6 to :7046"), std::string::npos) << table.out;
   }
 
-  // A component's counters from its "component NAME counters: k=v ..." line in `log`.
-  static std::map<std::string, std::uint64_t> counters_in(const std::string& log, std::string_view component) {
-    std::map<std::string, std::uint64_t> counters;
-    const auto at = log.find("component " + std::string{component} + " counters: ");
-    if (at == std::string::npos) {
-      return counters;
-    }
-    const auto line = log.substr(at, log.find('\n', at) - at);
-    for (const auto& word : split_words(line)) {
-      const auto eq = word.find('=');
-      if (eq != std::string::npos && eq + 1 < word.size() &&
-          word.find_first_not_of("0123456789", eq + 1) == std::string::npos) {
-        counters[word.substr(0, eq)] = std::stoull(word.substr(eq + 1));
-      }
-    }
-    return counters;
-  }
-
   // SIGTERM, a clean exit, and the relay component's counters as it logged them at stop (the
   // other components' lines stay in stop_log_).
   std::map<std::string, std::uint64_t> stop_gate46() {
@@ -474,7 +384,7 @@ class relay : public ::testing::Test {
     EXPECT_EQ(gate46_->wait_exit(exit_timeout), std::optional<int>{0}) << gate46_->log_text(mark);
     stop_log_ = gate46_->log_text(mark);
     EXPECT_NE(stop_log_.find("gate46d stopped"), std::string::npos) << stop_log_;
-    auto counters = counters_in(stop_log_, "relay");
+    auto counters = component_counters(stop_log_, "relay");
     EXPECT_FALSE(counters.empty()) << "no relay counters at stop: " << stop_log_;
     return counters;
   }
@@ -491,13 +401,7 @@ class relay : public ::testing::Test {
   }
 
   static std::string url(std::string_view host, std::string_view path = "/small.txt", int port = 80) {
-    const bool literal_v6 = host.find(':') != std::string_view::npos;
-    std::string u = "http://";
-    u += literal_v6 ? "[" + std::string{host} + "]" : std::string{host};
-    if (port != 80) {
-      u += ":" + std::to_string(port);
-    }
-    return u + std::string{path};
+    return gate46::testing::url(host, path, port);
   }
 
   // The body and the address curl connected to ("-w" after the body, split off again).
@@ -565,7 +469,6 @@ class relay : public ::testing::Test {
   std::filesystem::path config_;
   std::filesystem::path big_;
   std::string big_sha256_;
-  std::size_t access_mark_ = 0;
   std::string stop_log_;
   std::optional<netns> client4_;
   std::optional<netns> client6_;
@@ -573,7 +476,7 @@ class relay : public ::testing::Test {
   std::optional<netns> server_;
   // After the namespaces: stopped before they go.
   std::optional<knot_server> knot_;
-  std::optional<process> nginx_;
+  std::optional<web_server> web_;
   std::optional<process> sink_;
   std::optional<process> gate46_;
 };
@@ -836,7 +739,7 @@ TEST_F(relay, past_max_flows_new_connections_are_reset_transparent_and_socks_tog
   EXPECT_GE(counters.at("refused_max_flows"), 2U) << stop_log_;
   // The held two and the two after the release.
   EXPECT_EQ(counters.at("flows"), 4U) << stop_log_;
-  const auto socks = counters_in(stop_log_, "socks");
+  const auto socks = component_counters(stop_log_, "socks");
   ASSERT_FALSE(socks.empty()) << stop_log_;
   EXPECT_EQ(socks.at("refused_max_flows"), 1U) << stop_log_;
   EXPECT_EQ(socks.at("flows"), 2U) << stop_log_;

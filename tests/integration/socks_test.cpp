@@ -38,6 +38,7 @@
 #include "gate46/testing/process.hpp"
 #include "gate46/testing/temp_dir.hpp"
 #include "gate46/testing/wait.hpp"
+#include "gate46/testing/web_server.hpp"
 
 namespace {
 
@@ -133,30 +134,6 @@ request(server, port, 'command-9', b'\x05\x09\x00' + ipv4_any)
 request(server, port, 'atyp-5', b'\x05\x01\x00\x05' + b'\x00' * 6)
 )py";
 
-// The web server on both of its addresses; workers run as root so they read the test's private
-// directory. The access log says which address each request came to, and from where.
-constexpr std::string_view nginx_conf = R"(daemon off;
-user root;
-worker_processes 2;
-pid @DIR@/nginx.pid;
-error_log @DIR@/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  log_format flows '$remote_addr $server_addr $request_uri $status';
-  access_log @DIR@/access.log flows;
-  client_body_temp_path @DIR@/client_body;
-  proxy_temp_path @DIR@/proxy;
-  fastcgi_temp_path @DIR@/fastcgi;
-  uwsgi_temp_path @DIR@/uwsgi;
-  scgi_temp_path @DIR@/scgi;
-  server {
-    listen 203.0.113.2:80 backlog=1024;
-    listen [2001:db8:2::2]:80 backlog=1024;
-    root @DIR@/www;
-  }
-}
-)";
-
 // What the socks_network list looks like for a test.
 enum class client_networks {
   defaults,       // none configured: each of lan.networks, no authentication
@@ -235,60 +212,15 @@ class socks : public ::testing::Test {
     }
     big_ = dir_.write_file("www/big.bin", big);
     big_sha256_ = sha256_of({big_.string()}).at(0);
-    // Everything nginx writes stays in the test's directory ("@DIR@").
-    std::string text{nginx_conf};
-    const std::string d = dir_.path().string();
-    for (auto at = text.find("@DIR@"); at != std::string::npos; at = text.find("@DIR@", at + d.size())) {
-      text.replace(at, 5, d);
-    }
-    const auto conf = dir_.write_file("nginx.conf", text);
-    auto& n = nginx_.emplace(server_->command({"nginx", "-e", d + "/nginx-error.log", "-p", d, "-c", conf.string()}));
-    // Up when it serves on both addresses (from inside its own namespace).
-    const bool up = wait_until(
-        [&] {
-          return server_->run({"curl", "-sf", "--max-time", "1", "-o", "/dev/null", "http://203.0.113.2/small.txt"})
-                     .ok() &&
-                 server_->run({"curl", "-sf", "--max-time", "1", "-o", "/dev/null", "http://[2001:db8:2::2]/small.txt"})
-                     .ok();
-        },
-        log_timeout, 50ms);
-    ASSERT_TRUE(up) << n.log_text() << read_error_log();
-    access_mark_ = access_log().size();
+    ASSERT_NO_THROW(web_.emplace(
+        *server_, dir_.path(),
+        web_server_options{{std::string{server_v4} + ":80", "[" + std::string{server_v6} + "]:80"}, "", ""},
+        "small.txt"));
   }
 
-  [[nodiscard]] std::string read_error_log() const {
-    try {
-      return read_file(dir_.path() / "nginx-error.log");
-    } catch (const std::exception&) {
-      return "";
-    }
-  }
-
-  [[nodiscard]] std::string access_log() const {
-    try {
-      return read_file(dir_.path() / "access.log");
-    } catch (const std::exception&) {
-      return "";
-    }
-  }
-
-  // The access log lines written since the web server came up ("remote server uri status"),
-  // once there are `expected` of them: nginx writes a line after the response has gone, so it
-  // may trail curl's exit a little (bounded wait; fewer lines come back if they never appear).
+  [[nodiscard]] std::string access_log() const { return web_->access_log(); }
   [[nodiscard]] std::vector<std::string> requests_seen(std::size_t expected) const {
-    std::vector<std::string> lines;
-    wait_until(
-        [&] {
-          lines.clear();
-          for (auto& l : lines_of(access_log().substr(access_mark_))) {
-            if (!l.empty()) {
-              lines.push_back(std::move(l));
-            }
-          }
-          return lines.size() >= expected;
-        },
-        2s);
-    return lines;
+    return web_->requests_seen(expected);
   }
 
   // ---- gate46d ---------------------------------------------------------------------------
@@ -344,24 +276,13 @@ class socks : public ::testing::Test {
 
   // SIGTERM, a clean exit, and the socks component's counters as it logged them at stop.
   std::map<std::string, std::uint64_t> stop_gate46() {
-    std::map<std::string, std::uint64_t> counters;
     const auto mark = gate46_->log_mark();
     EXPECT_TRUE(gate46_->signal(SIGTERM));
     EXPECT_EQ(gate46_->wait_exit(exit_timeout), std::optional<int>{0}) << gate46_->log_text(mark);
     const auto log = gate46_->log_text(mark);
     EXPECT_NE(log.find("gate46d stopped"), std::string::npos) << log;
-    const auto at = log.find("component socks counters: ");
-    EXPECT_NE(at, std::string::npos) << log;
-    if (at == std::string::npos) {
-      return counters;
-    }
-    const auto line = log.substr(at, log.find('\n', at) - at);
-    for (const auto& word : split_words(line)) {
-      const auto eq = word.find('=');
-      if (eq != std::string::npos) {
-        counters[word.substr(0, eq)] = std::stoull(word.substr(eq + 1));
-      }
-    }
+    auto counters = component_counters(log, "socks");
+    EXPECT_FALSE(counters.empty()) << log;
     return counters;
   }
 
@@ -376,13 +297,7 @@ class socks : public ::testing::Test {
   }
 
   static std::string url(std::string_view host, std::string_view path = "/small.txt", int port = 80) {
-    const bool literal_v6 = host.find(':') != std::string_view::npos;
-    std::string u = "http://";
-    u += literal_v6 ? "[" + std::string{host} + "]" : std::string{host};
-    if (port != 80) {
-      u += ":" + std::to_string(port);
-    }
-    return u + std::string{path};
+    return gate46::testing::url(host, path, port);
   }
 
   [[nodiscard]] std::vector<std::string> sha256_of(const std::vector<std::string>& files) const {
@@ -412,14 +327,13 @@ class socks : public ::testing::Test {
   std::filesystem::path config_;
   std::filesystem::path big_;
   std::string big_sha256_;
-  std::size_t access_mark_ = 0;
   std::optional<netns> client4_;
   std::optional<netns> client6_;
   std::optional<netns> gw_;
   std::optional<netns> server_;
   // After the namespaces: stopped before they go.
   std::optional<knot_server> knot_;
-  std::optional<process> nginx_;
+  std::optional<web_server> web_;
   std::optional<process> gate46_;
 };
 

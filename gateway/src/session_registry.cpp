@@ -1,0 +1,62 @@
+#include "session_registry.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace gate46::gateway {
+namespace asio = boost::asio;
+
+void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow) {
+  if (!sessions.replace(id, [weak = std::weak_ptr<relay_flow>{flow}] {
+        if (const auto f = weak.lock()) {
+          f->abort();
+        }
+      })) {
+    flow->abort();
+  }
+}
+
+asio::awaitable<void> drain(session_registry& sessions, const std::atomic<std::uint64_t>& active,
+                            std::chrono::steady_clock::time_point deadline) {
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  asio::steady_timer wait{co_await asio::this_coro::executor};
+  // Flows in progress may finish until the drain deadline...
+  while (sessions.size() > 0 && std::chrono::steady_clock::now() < deadline) {
+    wait.expires_after(std::chrono::milliseconds{20});
+    co_await wait.async_wait(use_tuple);
+  }
+  // ...then whatever is left is closed.
+  sessions.close_all();
+  for (int i = 0; i < 500 && (sessions.size() > 0 || active.load() > 0); ++i) {
+    wait.expires_after(std::chrono::milliseconds{10});
+    co_await wait.async_wait(use_tuple);
+  }
+}
+
+void flow_totals::add(const relay_result& r) noexcept {
+  bytes_up.fetch_add(r.client_to_target, std::memory_order_relaxed);
+  bytes_down.fetch_add(r.target_to_client, std::memory_order_relaxed);
+  spliced_bytes.fetch_add(r.spliced_bytes, std::memory_order_relaxed);
+  buffered_bytes.fetch_add(r.buffered_bytes, std::memory_order_relaxed);
+  pipe_fallbacks.fetch_add(r.pipe_fallbacks, std::memory_order_relaxed);
+  if (r.idle_timeout) {
+    idle_timeouts.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (r.reset) {
+    resets.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void flow_totals::append_counters(std::vector<counter>& out) const {
+  out.push_back({"bytes_up", bytes_up.load()});
+  out.push_back({"bytes_down", bytes_down.load()});
+  out.push_back({"spliced_bytes", spliced_bytes.load()});
+  out.push_back({"buffered_bytes", buffered_bytes.load()});
+  out.push_back({"pipe_fallbacks", pipe_fallbacks.load()});
+  out.push_back({"idle_timeouts", idle_timeouts.load()});
+  out.push_back({"resets", resets.load()});
+}
+
+}  // namespace gate46::gateway
