@@ -38,6 +38,13 @@ class dns_component final : public component {
     responder_.reconfigure(policy_settings_of(cfg));
   }
 
+  // Listeners on the watcher's first dump are open once it is ready: its subscriber ran first.
+  boost::asio::awaitable<void> started() override {
+    if (watcher_) {
+      (void)co_await watcher_->wait_ready();
+    }
+  }
+
   boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point /*deadline*/) override {
     // DNS transactions are short: the server closes now and waits for answers in flight.
     subscription_.reset();

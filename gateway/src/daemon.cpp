@@ -5,11 +5,16 @@
 #include <exception>
 #include <stdexcept>
 
+#include <systemd/sd-daemon.h>
+
 #include <fmt/ranges.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "gate46/common/log.hpp"
@@ -41,6 +46,20 @@ std::vector<std::string> parse_component_list(std::string_view text) {
 }
 
 namespace {
+
+// To systemd's notification socket (Type=notify); nothing without $NOTIFY_SOCKET.
+void notify(const std::string& state) {
+  sd_notify(0, state.c_str());
+}
+
+std::string monotonic_usec() {
+  return std::to_string(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// How long the components may take to put their listeners in place before READY is said anyway.
+constexpr std::chrono::seconds ready_limit{10};
 
 std::shared_ptr<const config> load(const daemon_options& options) {
   auto cfg = load_config(options.config_path);
@@ -98,19 +117,8 @@ int daemon::run() {
   signals_.async_wait(on_signal);
 
   if (open_services() && start_components()) {
-    std::vector<std::string_view> running;
-    std::vector<std::string_view> skipped;
-    for (const auto& name : config_->daemon.components) {
-      const bool started =
-          std::any_of(components_.begin(), components_.end(), [&](const auto& c) { return c->name() == name; });
-      (started ? running : skipped).push_back(name);
-    }
-    if (skipped.empty()) {
-      log->info("gate46d running: components [{}]", fmt::join(running, ", "));
-    } else {
-      log->info("gate46d running: components [{}] (not in this build: {})", fmt::join(running, ", "),
-                fmt::join(skipped, ", "));
-    }
+    asio::co_spawn(control_, announce_ready(), asio::detached);
+    start_watchdog();
   } else {
     exit_status_ = 1;
     request_stop();
@@ -136,6 +144,70 @@ int daemon::run() {
   store_.reset();
   log->info("gate46d stopped");
   return exit_status_;
+}
+
+asio::awaitable<void> daemon::announce_ready() {
+  using namespace boost::asio::experimental::awaitable_operators;
+  const auto log = logger("daemon");
+  asio::steady_timer limit{control_, ready_limit};
+  for (const auto& c : components_) {
+    const auto first = co_await (c->started() || limit.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (first.index() == 1) {
+      log->warn("component {}: not in place after {} s; saying READY anyway", c->name(), ready_limit.count());
+    }
+  }
+  if (stopping_) {
+    co_return;
+  }
+  std::vector<std::string_view> running;
+  std::vector<std::string_view> skipped;
+  for (const auto& name : config_->daemon.components) {
+    const bool started =
+        std::any_of(components_.begin(), components_.end(), [&](const auto& c) { return c->name() == name; });
+    (started ? running : skipped).push_back(name);
+  }
+  if (skipped.empty()) {
+    log->info("gate46d running: components [{}]", fmt::join(running, ", "));
+  } else {
+    log->info("gate46d running: components [{}] (not in this build: {})", fmt::join(running, ", "),
+              fmt::join(skipped, ", "));
+  }
+  notify(fmt::format("READY=1\nSTATUS=running: {}", fmt::join(running, ", ")));
+}
+
+void daemon::start_watchdog() {
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) {
+    return;
+  }
+  const std::chrono::microseconds period{usec / 2};
+  logger("daemon")->info("systemd watchdog: a ping every {} ms while every worker thread answers",
+                         period.count() / 1000);
+  asio::co_spawn(control_, watchdog(period), asio::detached);
+}
+
+// Pings only while the control loop runs and every worker answered the previous tick's probe:
+// a worker stuck in a handler stops the pings, and systemd restarts the daemon.
+asio::awaitable<void> daemon::watchdog(std::chrono::microseconds period) {
+  asio::steady_timer timer{control_};
+  const auto answered = std::make_shared<std::atomic<std::size_t>>(workers_->size());
+  log_throttle late_log{std::chrono::seconds{10}};
+  for (;;) {
+    if (answered->load() == workers_->size()) {
+      notify("WATCHDOG=1");
+    } else if (late_log.allow()) {
+      logger("daemon")->warn("a worker thread did not answer within {} ms: no watchdog ping", period.count() / 1000);
+    }
+    answered->store(0);
+    for (std::size_t i = 0; i < workers_->size(); ++i) {
+      asio::post(workers_->context(i), [answered] { answered->fetch_add(1); });
+    }
+    timer.expires_after(period);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || stopping_) {
+      co_return;
+    }
+  }
 }
 
 bool daemon::open_services() {
@@ -187,6 +259,14 @@ bool daemon::start_components() {
 }
 
 void daemon::reload() {
+  notify("RELOADING=1\nMONOTONIC_USEC=" + monotonic_usec());
+  // READY again whatever the outcome: a rejected file leaves the running configuration serving.
+  struct ready_again {
+    ready_again() = default;
+    ready_again(const ready_again&) = delete;
+    ready_again& operator=(const ready_again&) = delete;
+    ~ready_again() { notify("READY=1"); }
+  } const ready;
   const auto log = logger("daemon");
   std::shared_ptr<const config> loaded;
   try {
@@ -262,6 +342,7 @@ void daemon::request_stop() {
       return;
     }
     stopping_ = true;
+    notify("STOPPING=1");
     asio::co_spawn(control_, stop_components(), [this](const std::exception_ptr& error) {
       if (error) {
         try {

@@ -556,6 +556,13 @@ class socks_component final : public component {
 
   void reconfigure(const config& cfg) override { server_.reconfigure(socks_settings_of(cfg)); }
 
+  // Listeners on the watcher's first dump are open once it is ready: its subscriber ran first.
+  asio::awaitable<void> started() override {
+    if (watcher_) {
+      (void)co_await watcher_->wait_ready();
+    }
+  }
+
   asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline) override {
     subscription_.reset();
     if (watcher_) {

@@ -3,12 +3,19 @@
 // SIGTERM and SIGINT, and the --components override. Everything is observed through the
 // daemon's stderr log and its exit status.
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <array>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,6 +26,7 @@
 #include "gate46/testing/privileges.hpp"
 #include "gate46/testing/process.hpp"
 #include "gate46/testing/temp_dir.hpp"
+#include "gate46/testing/unique_fd.hpp"
 
 namespace {
 
@@ -33,6 +41,57 @@ struct settings {
   std::string log_level = "info";
   unsigned threads = 2;
   std::string dns_mode = "translate";
+};
+
+// systemd's side of sd_notify: a datagram socket the daemon finds in $NOTIFY_SOCKET.
+class notify_socket {
+ public:
+  explicit notify_socket(std::filesystem::path path) : path_{std::move(path)} {
+    fd_ = unique_fd{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const auto text = path_.string();
+    if (fd_.get() < 0 || text.size() >= sizeof address.sun_path) {
+      throw std::runtime_error{"cannot make a notify socket at " + text};
+    }
+    std::copy(text.begin(), text.end(), static_cast<char*>(address.sun_path));
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
+    if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+      throw std::runtime_error{"cannot bind " + text};
+    }
+  }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+  // The next message that contains `what`, or nullopt after `timeout`. Messages before it are
+  // kept in seen().
+  std::optional<std::string> wait_for(std::string_view what, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        return std::nullopt;
+      }
+      pollfd p{fd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        continue;
+      }
+      std::array<char, 4096> buffer{};
+      const auto n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
+      if (n <= 0) {
+        continue;
+      }
+      seen_.emplace_back(buffer.data(), static_cast<std::size_t>(n));
+      if (seen_.back().find(what) != std::string::npos) {
+        return seen_.back();
+      }
+    }
+  }
+  [[nodiscard]] const std::vector<std::string>& seen() const { return seen_; }
+
+ private:
+  std::filesystem::path path_;
+  unique_fd fd_;
+  std::vector<std::string> seen_;
 };
 
 class daemon_lifecycle : public ::testing::Test {
@@ -72,8 +131,11 @@ class daemon_lifecycle : public ::testing::Test {
 
   void write_config(const settings& s) { config_path_ = dir_.write_file("gate46.toml", config_text(s)); }
 
-  process& start(const std::vector<std::string>& extra_args = {}) {
-    std::vector<std::string> argv{GATE46D_PATH, "--config", config_path_.string()};
+  process& start(const std::vector<std::string>& extra_args = {}, const std::vector<std::string>& environment = {}) {
+    // env(1) execs gate46d in place: the PID stays the daemon's.
+    std::vector<std::string> argv{"env"};
+    argv.insert(argv.end(), environment.begin(), environment.end());
+    argv.insert(argv.end(), {GATE46D_PATH, "--config", config_path_.string()});
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     return daemon_.emplace(gw_->command(argv));
   }
@@ -181,6 +243,51 @@ TEST_F(daemon_lifecycle, starts_in_the_namespace_and_stops_on_sigterm) {
   ASSERT_EQ(::stat(("/run/netns/" + gw_->name()).c_str(), &expected), 0);
   EXPECT_EQ(own.st_ino, expected.st_ino);
 
+  expect_clean_stop(SIGTERM, "SIGTERM");
+}
+
+TEST_F(daemon_lifecycle, tells_systemd_ready_once_listening_then_watchdog_reload_and_stop) {
+  notify_socket systemd{dir_.path() / "notify.sock"};
+  // WatchdogSec=200ms: a ping every 100 ms. Without the firewall (whose nft run takes a while)
+  // READY would follow start() at once: only waiting for the address watchers' first dump
+  // puts the listeners that follow lan0 in place before it.
+  auto& d = start({"--components", "dns,socks"}, {"NOTIFY_SOCKET=" + systemd.path().string(), "WATCHDOG_USEC=200000"});
+  const auto ready = systemd.wait_for("READY=1", log_timeout);
+  ASSERT_TRUE(ready.has_value()) << d.log_text();
+  EXPECT_NE(ready->find("STATUS=running: dns, socks"), std::string::npos) << *ready;
+  const auto listening = gw_->run_checked({"ss", "-Hltn"});
+  for (const char* at : {"192.0.2.1:53 ", "[2001:db8:1::1]:53 ", "192.0.2.1:1080 ", "[2001:db8:1::1]:1080 "}) {
+    EXPECT_NE(listening.find(at), std::string::npos) << at << " not listening at READY:\n" << listening;
+  }
+  // And in that order in the log: listeners first, then "running" (logged just before READY).
+  const auto log = d.log_text();
+  const auto running = log.find("gate46d running: components [dns, socks]");
+  ASSERT_NE(running, std::string::npos) << log;
+  for (const char* line : {"serving DNS on 192.0.2.1:53 ", "serving DNS on [2001:db8:1::1]:53 ",
+                           "SOCKS5 on 192.0.2.1:1080", "SOCKS5 on [2001:db8:1::1]:1080"}) {
+    const auto at = log.find(line);
+    EXPECT_NE(at, std::string::npos) << line << "\n" << log;
+    EXPECT_LT(at, running) << line << " after READY:\n" << log;
+  }
+  EXPECT_NE(d.log_text().find("systemd watchdog: a ping every 100 ms"), std::string::npos) << d.log_text();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(systemd.wait_for("WATCHDOG=1", 2s).has_value()) << "watchdog ping " << i;
+  }
+
+  ASSERT_TRUE(d.signal(SIGHUP));
+  const auto reloading = systemd.wait_for("RELOADING=1", log_timeout);
+  ASSERT_TRUE(reloading.has_value()) << d.log_text();
+  EXPECT_NE(reloading->find("MONOTONIC_USEC="), std::string::npos) << *reloading;
+  EXPECT_TRUE(systemd.wait_for("READY=1", log_timeout).has_value()) << "no READY after the reload";
+
+  ASSERT_TRUE(d.signal(SIGTERM));
+  EXPECT_TRUE(systemd.wait_for("STOPPING=1", log_timeout).has_value()) << d.log_text();
+  EXPECT_EQ(d.wait_exit(exit_timeout), std::optional<int>{0}) << d.log_text();
+}
+
+TEST_F(daemon_lifecycle, without_notify_socket_nothing_is_sent_and_no_watchdog_runs) {
+  auto& d = start_running();
+  EXPECT_EQ(d.log_text().find("systemd watchdog"), std::string::npos) << d.log_text();
   expect_clean_stop(SIGTERM, "SIGTERM");
 }
 

@@ -5,6 +5,7 @@
 //   factory(context)  -> constructed, nothing opened yet
 //   start()           -> listeners, rules and sessions running on the worker contexts;
 //                        throws if it cannot (the daemon then stops what already started)
+//   started()         -> completes once what start() began is in place (READY after it)
 //   reconfigure(cfg)  -> zero or more times, on SIGHUP, with a whole new validated snapshot;
 //                        applies the live keys and leaves the others as they were
 //   stop(deadline)    -> stops accepting new work, lets existing work finish until deadline,
@@ -44,6 +45,10 @@ class component {
   virtual void start() = 0;
   virtual void reconfigure(const config& cfg) = 0;
   virtual boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline) = 0;
+  // Completes once the component serves everything start() began: listeners that follow the
+  // address watcher are open on the addresses of its first dump. The daemon says READY to
+  // systemd only after every component's started(). Called on the control thread.
+  virtual boost::asio::awaitable<void> started() { co_return; }
   // Thread-safe.
   [[nodiscard]] virtual std::vector<counter> counters() const = 0;
 };

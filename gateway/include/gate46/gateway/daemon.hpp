@@ -1,11 +1,15 @@
 // gate46d's life: load the config, start the enabled components on the worker threads, follow
-// SIGHUP (reload) and SIGTERM/SIGINT (drain and stop) until told to stop.
+// SIGHUP (reload) and SIGTERM/SIGINT (drain and stop) until told to stop. Under systemd
+// (Type=notify) it says READY=1 once every component's listeners and rules are in place,
+// RELOADING=1 / READY=1 around a reload, STOPPING=1 when it starts to drain, and pings the
+// watchdog from its control loop while every worker thread answers.
 //
 // Thread-safety: run() is called once, from the thread that then becomes the control thread.
 // request_reload() and request_stop() may be called from any thread (signals use them too).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -57,6 +61,11 @@ class daemon {
   // Starts each configured component in order; false (logged) when one fails.
   bool start_components();
   void reload();
+  // Once every component's started() (bounded): the "running" log line and READY=1.
+  boost::asio::awaitable<void> announce_ready();
+  // WATCHDOG=1 every half WatchdogSec while the worker threads answer (when systemd asks).
+  void start_watchdog();
+  boost::asio::awaitable<void> watchdog(std::chrono::microseconds period);
   // gateway.max_flows, or what the open-file limit allows when it is unset.
   [[nodiscard]] unsigned max_flows(const config& cfg) const;
   boost::asio::awaitable<void> stop_components();
