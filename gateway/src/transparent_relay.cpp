@@ -113,12 +113,20 @@ class active_guard {
   state_ptr st_;
 };
 
+// The client's address, for a log line: asked of the kernel only when a line is written, not
+// for every connection.
+std::string peer_of(const tcp::socket& client) {
+  boost::system::error_code ec;
+  const auto peer = client.remote_endpoint(ec);
+  return ec ? std::string{"(gone)"} : from_asio_endpoint(peer).to_string();
+}
+
 // Refuses the connection (reset) and says why, at most once a second.
-void refuse(const state_ptr& st, tcp::socket& client, std::atomic<std::uint64_t>& reason, const endpoint& peer,
-            const endpoint& destination, std::string_view why) {
+void refuse(const state_ptr& st, tcp::socket& client, std::atomic<std::uint64_t>& reason, const endpoint& destination,
+            std::string_view why) {
   ++reason;
   if (st->failure_log.allow()) {
-    logger("relay")->info("{} -> {}: reset: {}", peer.to_string(), destination.to_string(), why);
+    logger("relay")->info("{} -> {}: reset: {}", peer_of(client), destination.to_string(), why);
   }
   reset(client);
 }
@@ -131,11 +139,9 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
   flow_slot slot{st->flows};
   const auto settings = st->settings();
   boost::system::error_code ec;
-  const auto peer = from_asio_endpoint(client->remote_endpoint(ec));
-  boost::system::error_code local_ec;
-  const auto local = client->local_endpoint(local_ec);
-  if (ec || local_ec) {
-    logger("relay")->debug("a captured connection went before it was read: {}", (ec ? ec : local_ec).message());
+  const auto local = client->local_endpoint(ec);
+  if (ec) {
+    logger("relay")->debug("a captured connection went before it was read: {}", ec.message());
     reset(*client);
     co_return;
   }
@@ -144,24 +150,23 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
   if (!settings->pool_v4.contains(destination.address) && !settings->pool_v6.contains(destination.address)) {
     // The capture rules only take the fake pools; anything else reaching this port was sent
     // to it directly (the input chain drops that) or the rules are someone else's.
-    refuse(st, *client, st->not_fake, peer, destination, "not a fake address");
+    refuse(st, *client, st->not_fake, destination, "not a fake address");
     co_return;
   }
   const auto mapping = st->store.find(destination.address);
   if (!mapping) {
-    refuse(st, *client, st->unmapped, peer, destination, "no name is mapped to this fake address");
+    refuse(st, *client, st->unmapped, destination, "no name is mapped to this fake address");
     co_return;
   }
   // The flow holds its mapping from the start: the lease may not run out under a live flow.
   st->store.hold(destination.address, settings->hold_ttl);
   const auto target = co_await resolve_destination(st->resolver, st->destinations, mapping->name);
   if (!client->is_open()) {
-    logger("relay")->debug("{} -> {}: closed while resolving {}", peer.to_string(), destination.to_string(),
-                           mapping->name.to_string());
+    logger("relay")->debug("{}: closed while resolving {}", destination.to_string(), mapping->name.to_string());
     co_return;  // closed by stop() meanwhile
   }
   if (target.empty()) {
-    refuse(st, *client, target.had_addresses ? st->denied_destinations : st->unresolved, peer, destination,
+    refuse(st, *client, target.had_addresses ? st->denied_destinations : st->unresolved, destination,
            mapping->name.to_string() + (target.had_addresses ? ": every address is refused" : ": does not resolve"));
     co_return;
   }
@@ -169,11 +174,11 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
   connect_outcome outcome;
   auto upstream = co_await connector.connect(target.v6, target.v4, destination.port, outcome);
   if (!upstream) {
-    refuse(st, *client, st->connect_failures, peer, destination, mapping->name.to_string() + ": " + outcome.describe());
+    refuse(st, *client, st->connect_failures, destination, mapping->name.to_string() + ": " + outcome.describe());
     co_return;
   }
   if (!client->is_open()) {
-    logger("relay")->debug("{} -> {}: closed while connecting", peer.to_string(), destination.to_string());
+    logger("relay")->debug("{}: closed while connecting", destination.to_string());
     co_return;
   }
   ++st->relayed;

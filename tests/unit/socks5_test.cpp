@@ -613,10 +613,10 @@ TEST(socks5_reply, ipv4_bound_endpoint) {
 
 TEST(socks5_reply, v4_mapped_bound_endpoint_is_ipv4) {
   // A dual-stack socket reports its IPv4 local address v4-mapped: the reply says IPv4.
-  EXPECT_EQ(make_reply(reply_code::succeeded, endpoint{addr("::ffff:10.1.2.3"), 1}),
+  EXPECT_EQ(make_reply(reply_code::succeeded, endpoint{addr("::ffff:192.0.2.3"), 1}),
             (bytes{0x05, 0x00, 0x00,  // VER, REP, RSV
                    0x01,              // ATYP: IPv4
-                   10, 1, 2, 3,       // BND.ADDR
+                   192, 0, 2, 3,      // BND.ADDR
                    0x00, 0x01}));     // BND.PORT
 }
 

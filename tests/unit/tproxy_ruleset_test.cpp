@@ -46,11 +46,11 @@ TEST(tproxy_ruleset, captures_tcp_and_udp_to_both_pools_on_the_lan_interfaces) {
 
 TEST(tproxy_ruleset, other_pools_and_port) {
   auto s = lan({"lan0"});
-  s.pool_v4 = *cidr::parse("100.64.0.0/16");
+  s.pool_v4 = *cidr::parse("198.51.100.0/24");
   s.pool_v6 = *cidr::parse("2001:db8:46::/64");
   s.tproxy_port = 9000;
   const auto t = make_table(s);
-  EXPECT_NE(t.find("elements = { 100.64.0.0/16 }"), std::string::npos) << t;
+  EXPECT_NE(t.find("elements = { 198.51.100.0/24 }"), std::string::npos) << t;
   EXPECT_NE(t.find("elements = { 2001:db8:46::/64 }"), std::string::npos) << t;
   EXPECT_NE(t.find("tproxy ip to :9000 "), std::string::npos) << t;
   EXPECT_NE(t.find("tproxy ip6 to :9000 "), std::string::npos) << t;
