@@ -29,6 +29,7 @@ std::atomic<std::uint64_t> spliced_total{0};
 std::atomic<std::uint64_t> buffered_total{0};
 std::atomic<std::uint64_t> fallback_total{0};
 std::atomic<std::uint64_t> pipes_open_total{0};
+std::atomic<std::uint64_t> pipes_in_use_total{0};
 
 // Reads (and the writes they need) one direction may do before it lets other flows on its
 // thread run: a 10 Gbit/s flow must not starve the rest of the thread's flows.
@@ -71,6 +72,7 @@ class pipe_pool {
       const auto p = idle_.back();
       idle_.pop_back();
       ++in_use_;
+      pipes_in_use_total.fetch_add(1, std::memory_order_relaxed);
       return p;
     }
     if (in_use_ >= pipe_limit.load(std::memory_order_relaxed)) {
@@ -85,11 +87,13 @@ class pipe_pool {
     ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(relay_pipe_bytes));
     pipes_open_total.fetch_add(1, std::memory_order_relaxed);
     ++in_use_;
+    pipes_in_use_total.fetch_add(1, std::memory_order_relaxed);
     return pipe_pair{fds[0], fds[1]};
   }
 
   void release(const pipe_pair& p) {
     --in_use_;
+    pipes_in_use_total.fetch_sub(1, std::memory_order_relaxed);
     if (idle_.size() + in_use_ >= pipe_limit.load(std::memory_order_relaxed)) {
       close_pipe(p);  // the limit was lowered
       return;
@@ -99,6 +103,7 @@ class pipe_pool {
 
   void discard(const pipe_pair& p) {
     --in_use_;
+    pipes_in_use_total.fetch_sub(1, std::memory_order_relaxed);
     close_pipe(p);
   }
 
@@ -455,7 +460,8 @@ std::size_t pipes_per_thread() noexcept {
 
 relay_statistics relay_stats() noexcept {
   return {spliced_total.load(std::memory_order_relaxed), buffered_total.load(std::memory_order_relaxed),
-          fallback_total.load(std::memory_order_relaxed), pipes_open_total.load(std::memory_order_relaxed)};
+          fallback_total.load(std::memory_order_relaxed), pipes_open_total.load(std::memory_order_relaxed),
+          pipes_in_use_total.load(std::memory_order_relaxed)};
 }
 
 }  // namespace gate46::gateway

@@ -88,6 +88,7 @@ struct relay_statistics {
   std::uint64_t buffered_bytes = 0;  // copied through a buffer
   std::uint64_t pipe_fallbacks = 0;  // reads that found no free pipe and used a buffer
   std::uint64_t pipes_open = 0;      // pipes open now, all threads (in use or idle in a pool)
+  std::uint64_t pipes_in_use = 0;    // of those, holding a flow's bytes now
 };
 [[nodiscard]] relay_statistics relay_stats() noexcept;
 
