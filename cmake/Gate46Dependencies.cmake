@@ -11,6 +11,7 @@ pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(NFTABLES REQUIRED IMPORTED_TARGET libnftables)
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+pkg_check_modules(LIBCAP REQUIRED IMPORTED_TARGET libcap)
 # toml++ is used header-only (one translation unit includes it), so no library is linked and
 # its exception setting follows ours.
 pkg_check_modules(TOMLPP REQUIRED tomlplusplus)

@@ -62,4 +62,11 @@ void firewall_apply(const global_options& global, bool dry_run);
 void firewall_remove(const global_options& global, bool dry_run);
 void firewall_show(const global_options& global);
 
+// status, flows, stats: the running gate46d's state over its control socket (`socket`, else
+// control.socket of the configuration in effect, else /run/gate46/control.sock). Exit 8 when it
+// does not answer. With json, the daemon's reply itself (schema 1, gate46/common/control.hpp).
+void live_status(const global_options& global, const std::optional<std::filesystem::path>& socket, bool json);
+void live_flows(const global_options& global, const std::optional<std::filesystem::path>& socket, bool json);
+void live_stats(const global_options& global, const std::optional<std::filesystem::path>& socket, bool json);
+
 }  // namespace gate46::ctl

@@ -12,6 +12,7 @@
 //      overrides both
 //   7  no room or conflict: the address belongs to another name, the pool is exhausted, or the
 //      store is full
+//   8  gate46d does not answer: not running, no permission on its control socket, or too slow
 #pragma once
 
 #include <stdexcept>
@@ -28,6 +29,7 @@ enum class exit_status : int {
   store_unavailable = 5,
   refused = 6,
   conflict = 7,
+  daemon_unreachable = 8,
 };
 
 // The table above, for the --help footer.
@@ -40,7 +42,8 @@ inline constexpr const char* exit_status_footer =
     "  4  the address is in neither fake pool\n"
     "  5  the mapping store is missing, unreadable or corrupt\n"
     "  6  refused: held by a flow (map del), key file exists (keygen); --force overrides\n"
-    "  7  address taken by another name, pool exhausted, or store full";
+    "  7  address taken by another name, pool exhausted, or store full\n"
+    "  8  gate46d does not answer (not running, no permission on control.socket)";
 
 // A command's failure: main() prints "gate46ctl: <what()>" on stderr and exits with `status`.
 class command_error : public std::runtime_error {

@@ -120,6 +120,24 @@ int main(int argc, char** argv) {
   fw_remove->add_flag("--dry-run", dry_run, "print what would be removed, change nothing");
   auto* fw_show = firewall->add_subcommand("show", "the generated rules, the live table, and whether they match");
 
+  // status, flows, stats: the running daemon
+  std::string socket_path;
+  const auto add_live = [&](const char* name, const char* description, const char* json_help) {
+    auto* cmd = app.add_subcommand(name, description);
+    cmd->add_flag("--json", json_output, json_help);
+    return cmd;
+  };
+  auto* status_cmd = add_live("status", "the running gate46d: version, pid, user, config, uptime, components",
+                              "JSON for scripts: {\"schema\": 1, \"status\": {...}}");
+  auto* flows_cmd =
+      add_live("flows", "the flows gate46d relays now: client, destination, name, real target, bytes each way, age",
+               "JSON for scripts: {\"schema\": 1, \"flows\": [...]}");
+  auto* live_stats_cmd = add_live("stats",
+                                  "gate46d's counters (DNS answers, flows, failures by reason) and pool pressure; "
+                                  "`map stats` is the store's own view",
+                                  "JSON for scripts: {\"schema\": 1, \"stats\": {...}}");
+  auto* socket_option = app.add_option("--socket", socket_path, "gate46d's control socket, instead of control.socket");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -166,6 +184,12 @@ int main(int argc, char** argv) {
       firewall_remove(global, dry_run);
     } else if (fw_show->parsed()) {
       firewall_show(global);
+    } else if (status_cmd->parsed()) {
+      live_status(global, given(socket_option, std::filesystem::path{socket_path}), json_output);
+    } else if (flows_cmd->parsed()) {
+      live_flows(global, given(socket_option, std::filesystem::path{socket_path}), json_output);
+    } else if (live_stats_cmd->parsed()) {
+      live_stats(global, given(socket_option, std::filesystem::path{socket_path}), json_output);
     } else if (keygen_cmd->parsed()) {
       keygen(global, given(key_file_option, std::filesystem::path{key_file}), force);
     }

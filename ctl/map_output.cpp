@@ -28,6 +28,8 @@ bool is_held(const mapping::mapping& m, time_point now) {
   return m.held_until > now;
 }
 
+}  // namespace
+
 // Rows of cells, left-aligned in columns two spaces apart; no trailing blanks.
 std::string aligned(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;
@@ -69,8 +71,6 @@ std::string pool_size_text(const cidr& prefix) {
   }
   return std::to_string(static_cast<std::uint64_t>(size));
 }
-
-}  // namespace
 
 std::string format_rfc3339(time_point t) {
   const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();

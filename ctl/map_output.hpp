@@ -34,6 +34,11 @@ using json = nlohmann::ordered_json;
 
 constexpr int json_schema = 1;
 
+// Rows of cells, left-aligned in columns two spaces apart; no trailing blanks.
+std::string aligned(const std::vector<std::vector<std::string>>& rows);
+// A pool's exact size: decimal up to 2^64-1, "2^N" for larger powers of two.
+std::string pool_size_text(const cidr& prefix);
+
 // "2024-05-01T10:00:00.123Z".
 std::string format_rfc3339(mapping::time_point t);
 // "now", "42s ago", "in 5m", "3h ago", "in 2d" (truncated to the largest unit that keeps at

@@ -23,10 +23,20 @@ int main(int argc, char** argv) {
   app.add_option("--components", components,
                  "comma-separated components to run instead of daemon.components "
                  "(dns, socks, relay, firewall)");
+  std::string control_socket;
+  app.add_option("--control-socket", control_socket,
+                 "control socket path instead of control.socket (one per daemon when components run as "
+                 "separate processes)");
   app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.footer(
+      "Started as root, gate46d opens its control socket, then runs as daemon.user keeping only "
+      "CAP_NET_ADMIN and CAP_NET_BIND_SERVICE. SIGHUP reloads the configuration, SIGTERM drains and stops.");
   CLI11_PARSE(app, argc, argv);
 
-  gate46::gateway::daemon_options options{config_path, std::nullopt};
+  gate46::gateway::daemon_options options{config_path, std::nullopt, std::nullopt, /*drop_privileges=*/true};
+  if (!control_socket.empty()) {
+    options.control_socket = control_socket;
+  }
   try {
     if (!components.empty()) {
       options.components = gate46::gateway::parse_component_list(components);

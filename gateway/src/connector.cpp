@@ -117,6 +117,11 @@ asio::awaitable<std::optional<tcp::socket>> direct_connector::connect(std::vecto
   }
   outcome.attempts = r->attempts;
   if (r->winner) {
+    for (const auto& a : outcome.attempts) {
+      if (!a.error) {
+        outcome.connected = a.address;
+      }
+    }
     co_return std::move(r->winner);
   }
   // The SOCKS reply follows the preferred family's last attempt (RFC 8305 leaves it open; it is

@@ -1,5 +1,7 @@
 #include "gate46/gateway/daemon.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <csignal>
 #include <exception>
@@ -17,8 +19,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "control_server.hpp"
 #include "gate46/common/log.hpp"
 #include "gate46/dns/dns_component.hpp"
+#include "gate46/gateway/privileges.hpp"
 #include "gate46/gateway/relay.hpp"
 #include "gate46/mapping/lmdb_store.hpp"
 
@@ -66,6 +70,9 @@ std::shared_ptr<const config> load(const daemon_options& options) {
   if (options.components) {
     cfg.daemon.components = *options.components;
   }
+  if (options.control_socket) {
+    cfg.control.socket = *options.control_socket;
+  }
   return std::make_shared<const config>(std::move(cfg));
 }
 
@@ -94,6 +101,9 @@ int daemon::run() {
   // splice() into a socket whose peer has gone raises SIGPIPE; the relay handles the EPIPE.
   std::signal(SIGPIPE, SIG_IGN);
   open_files_ = raise_open_file_limit();
+  if (!open_control()) {
+    return 1;
+  }
 
   workers_ = std::make_unique<worker_pool>(config_->daemon.threads);
   workers_->start();
@@ -117,6 +127,7 @@ int daemon::run() {
   signals_.async_wait(on_signal);
 
   if (open_services() && start_components()) {
+    control_server_->start();
     asio::co_spawn(control_, announce_ready(), asio::detached);
     start_watchdog();
   } else {
@@ -126,6 +137,7 @@ int daemon::run() {
 
   control_.run();
 
+  control_server_->close();
   workers_->stop();
   const auto log_counters = [&](std::string_view owner, const std::vector<counter>& list) {
     std::string line;
@@ -210,6 +222,80 @@ asio::awaitable<void> daemon::watchdog(std::chrono::microseconds period) {
   }
 }
 
+bool daemon::open_control() {
+  const auto log = logger("daemon");
+  try {
+    std::optional<account> user;
+    if (options_.drop_privileges && ::geteuid() == 0) {
+      user = find_account(config_->daemon.user);
+      // What the user could not create itself; an existing directory keeps its owner and mode.
+      const auto& names = config_->daemon.components;
+      if (std::any_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); }) &&
+          config_->store.path.has_parent_path()) {
+        prepare_directory(config_->store.path.parent_path(), *user, 02770);
+      }
+      if (config_->control.socket.has_parent_path()) {
+        prepare_directory(config_->control.socket.parent_path(), *user, 0750);
+      }
+    }
+    control_server_ = std::make_unique<control_server>(control_, config_->control.socket,
+                                                       [this](const control::request& r) { return answer(r); });
+    control_server_->open(user ? std::optional<uid_t>{user->uid} : std::nullopt, find_group("gate46"));
+    if (options_.drop_privileges) {
+      drop_privileges(user);
+      log->info("running as {}", describe_privileges());
+    }
+    return true;
+  } catch (const std::exception& e) {
+    log->critical("cannot start: {}", e.what());
+    return false;
+  }
+}
+
+control::reply daemon::answer(const control::request& request) const {
+  switch (request.command) {
+    case control::command::status: {
+      control::status_reply s;
+      s.version = GATE46_VERSION;
+      s.pid = ::getpid();
+      s.user = current_user_name();
+      s.config_path = options_.config_path.string();
+      s.uptime_seconds = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_).count());
+      s.threads = workers_ ? workers_->size() : 0;
+      for (const auto& c : components_) {
+        s.components.emplace_back(c->name());
+      }
+      s.reloads_applied = reloads_applied_.load();
+      s.reloads_rejected = reloads_rejected_.load();
+      return s;
+    }
+    case control::command::flows: {
+      std::vector<live_flow> flows;
+      for (const auto& c : components_) {
+        auto more = c->flows();
+        flows.insert(flows.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+      }
+      return flows;
+    }
+    case control::command::stats: {
+      control::stats_reply s;
+      s.groups.push_back({"daemon", counters()});
+      for (const auto& c : components_) {
+        s.groups.push_back({std::string{c->name()}, c->counters()});
+      }
+      if (store_) {
+        const auto stats = store_->stats();
+        for (const auto* p : {&stats.v4, &stats.v6}) {
+          s.pools.push_back({p->prefix.to_string(), p->size, p->used, p->eligible, p->allocation_failures});
+        }
+      }
+      return s;
+    }
+  }
+  return control::error_reply{"unknown command"};
+}
+
 bool daemon::open_services() {
   const auto& names = config_->daemon.components;
   if (std::none_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); })) {
@@ -231,7 +317,11 @@ bool daemon::open_services() {
                            config_->pools.ipv4.to_string(), config_->pools.ipv6.to_string());
     return true;
   } catch (const std::exception& e) {
-    logger("daemon")->critical("cannot open the mapping store: {}", e.what());
+    logger("daemon")->critical("cannot open the mapping store: {}{}", e.what(),
+                               ::geteuid() != 0 ? fmt::format(" (gate46d runs as {}: the store, its directory and "
+                                                              "pools.key_file must be usable by it)",
+                                                              current_user_name())
+                                                : std::string{});
     return false;
   }
 }

@@ -203,13 +203,18 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
     asio::post(timer_.get_executor(), [self = shared_from_this()] { self->end(ending::aborted); });
   }
 
+  [[nodiscard]] relay_progress progress() const noexcept override {
+    return {directions_[0].bytes.load(std::memory_order_relaxed), directions_[1].bytes.load(std::memory_order_relaxed)};
+  }
+
  private:
   enum class ending : std::uint8_t { normal, reset, idle, aborted };
 
   struct direction {
     tcp::socket* from = nullptr;
     tcp::socket* to = nullptr;
-    std::uint64_t bytes = 0;
+    // Written only by the flow's thread; read by progress() from the control thread.
+    std::atomic<std::uint64_t> bytes{0};
     std::optional<pipe_pair> pipe;
     buffer_ptr buffer;
     std::size_t held = 0;    // read, not yet written
@@ -240,7 +245,7 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
           return;
         }
         dir.held -= w.bytes;
-        dir.bytes += w.bytes;
+        dir.bytes.store(dir.bytes.load(std::memory_order_relaxed) + w.bytes, std::memory_order_relaxed);
         if (dir.held > 0) {
           continue;
         }
@@ -412,8 +417,8 @@ class flow final : public relay_flow, public std::enable_shared_from_this<flow> 
       s.close(ignored);
     }
     relay_result result;
-    result.client_to_target = directions_[0].bytes;
-    result.target_to_client = directions_[1].bytes;
+    result.client_to_target = directions_[0].bytes.load(std::memory_order_relaxed);
+    result.target_to_client = directions_[1].bytes.load(std::memory_order_relaxed);
     result.reset = how == ending::reset;
     result.idle_timeout = how == ending::idle;
     result.aborted = how == ending::aborted;

@@ -1,5 +1,7 @@
 #include "session_registry.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -8,12 +10,58 @@
 namespace gate46::gateway {
 namespace asio = boost::asio;
 
-void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow) {
-  if (!sessions.replace(id, [weak = std::weak_ptr<relay_flow>{flow}] {
-        if (const auto f = weak.lock()) {
-          f->abort();
-        }
-      })) {
+bool session_registry::relaying(std::uint64_t id, const std::shared_ptr<relay_flow>& flow,
+                                flow_description description) {
+  const std::lock_guard lock{mutex_};
+  const auto it = sessions_.find(id);
+  if (closing_ || it == sessions_.end()) {
+    return false;
+  }
+  std::weak_ptr<relay_flow> weak{flow};
+  it->second.close = [weak] {
+    if (const auto f = weak.lock()) {
+      f->abort();
+    }
+  };
+  it->second.relay = relayed{std::move(weak), std::move(description), std::chrono::steady_clock::now()};
+  return true;
+}
+
+std::vector<live_flow> session_registry::live_flows(std::string_view component) const {
+  std::vector<std::pair<std::chrono::steady_clock::time_point, live_flow>> found;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    const std::lock_guard lock{mutex_};
+    for (const auto& [id, s] : sessions_) {
+      if (!s.relay) {
+        continue;  // still being set up
+      }
+      const auto flow = s.relay->flow.lock();
+      if (!flow) {
+        continue;  // ended; its completion is removing it
+      }
+      const auto progress = flow->progress();
+      const auto& d = s.relay->description;
+      found.emplace_back(
+          s.relay->since,
+          live_flow{std::string{component}, d.client.to_string(), d.destination, d.name, d.target.to_string(),
+                    progress.client_to_target, progress.target_to_client,
+                    static_cast<std::uint64_t>(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - s.relay->since).count())});
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<live_flow> flows;
+  flows.reserve(found.size());
+  for (auto& [since, f] : found) {
+    flows.push_back(std::move(f));
+  }
+  return flows;
+}
+
+void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow,
+                 flow_description description) {
+  if (!sessions.relaying(id, flow, std::move(description))) {
     flow->abort();
   }
 }

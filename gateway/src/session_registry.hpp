@@ -1,7 +1,7 @@
 // What the SOCKS server and the transparent relay share about their sessions: the registry of
 // open sessions, so that stopping a server can close every one (a session registers a closer:
-// close my client socket, later abort my relay, and removes itself when it ends), the drain at
-// stop, and the totals of ended flows.
+// close my client socket, later abort my relay, and removes itself when it ends) and the control
+// socket can list the flows being relayed; the drain at stop, and the totals of ended flows.
 //
 // Thread-safety: every member may be called from any thread; closers are called without the
 // lock held and must only post work to their session's executor.
@@ -13,16 +13,28 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
+#include "gate46/common/address.hpp"
 #include "gate46/common/component.hpp"
 #include "gate46/gateway/relay.hpp"
 
 namespace gate46::gateway {
+
+// Who talks to whom through a relayed flow, for `gate46ctl flows`.
+struct flow_description {
+  endpoint client;
+  std::string destination;  // the fake address and port, or the SOCKS target as requested
+  std::string name;         // empty when the client gave an address outside the pools
+  endpoint target;          // the real address the gateway connected to
+};
 
 class session_registry {
  public:
@@ -35,20 +47,16 @@ class session_registry {
       return 0;
     }
     const auto id = ++last_id_;
-    sessions_.emplace(id, std::move(c));
+    sessions_.emplace(id, session{std::move(c), {}});
     return id;
   }
 
-  // False when the registry closed meanwhile (the caller closes what it holds itself).
-  bool replace(std::uint64_t id, closer c) {
-    const std::lock_guard lock{mutex_};
-    const auto it = sessions_.find(id);
-    if (closing_ || it == sessions_.end()) {
-      return false;
-    }
-    it->second = std::move(c);
-    return true;
-  }
+  // Records the session's relay (from now on its closer aborts the relay) and what flows
+  // through it; false when the registry closed meanwhile (the caller aborts the flow).
+  bool relaying(std::uint64_t id, const std::shared_ptr<relay_flow>& flow, flow_description description);
+
+  // The flows being relayed now, oldest first, each tagged with `component`.
+  [[nodiscard]] std::vector<live_flow> live_flows(std::string_view component) const;
 
   void remove(std::uint64_t id) {
     const std::lock_guard lock{mutex_};
@@ -62,8 +70,8 @@ class session_registry {
       const std::lock_guard lock{mutex_};
       closing_ = true;
       closers.reserve(sessions_.size());
-      for (auto& [id, c] : sessions_) {
-        closers.push_back(c);
+      for (auto& [id, s] : sessions_) {
+        closers.push_back(s.close);
       }
     }
     for (auto& c : closers) {
@@ -96,15 +104,27 @@ class session_registry {
   }
 
  private:
+  struct relayed {
+    std::weak_ptr<relay_flow> flow;
+    flow_description description;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct session {
+    closer close;
+    std::optional<relayed> relay;  // once the session relays
+  };
+
   mutable std::mutex mutex_;
-  std::unordered_map<std::uint64_t, closer> sessions_;
+  std::unordered_map<std::uint64_t, session> sessions_;
   std::uint64_t last_id_ = 0;
   bool closing_ = false;
 };
 
-// From now on stopping the server aborts `flow` (the session's relay); if the server stopped
-// while the session was being set up, the flow is aborted at once.
-void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow);
+// From now on stopping the server aborts `flow` (the session's relay), and the flow is listed
+// with `description`; if the server stopped while the session was being set up, the flow is
+// aborted at once.
+void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow,
+                 flow_description description);
 
 // A server's stop after it has closed its listeners: sessions may end by themselves until
 // `deadline`, then the rest are closed; completes when they and every coroutine counted in

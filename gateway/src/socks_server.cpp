@@ -358,7 +358,10 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
                     logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
                                            r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
                   });
-  track_relay(st->sessions, id, flow);
+  const bool named = target.fake || std::holds_alternative<dns_name>(request->destination.host);
+  track_relay(st->sessions, id, flow,
+              {peer, request->destination.to_string(), named ? target.name : std::string{},
+               endpoint{outcome.connected.value_or(ip_address{}), request->destination.port}});
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -491,6 +494,10 @@ asio::awaitable<void> socks_server::stop(std::chrono::steady_clock::time_point d
   co_await drain(state_->sessions, state_->active, deadline);
 }
 
+std::vector<live_flow> socks_server::flows() const {
+  return state_->sessions.live_flows("socks");
+}
+
 std::vector<counter> socks_server::counters() const {
   const auto& s = *state_;
   std::vector<counter> out{{"connections", s.connections.load()},
@@ -572,6 +579,7 @@ class socks_component final : public component {
   }
 
   [[nodiscard]] std::vector<counter> counters() const override { return server_.counters(); }
+  [[nodiscard]] std::vector<live_flow> flows() const override { return server_.flows(); }
 
  private:
   static constexpr std::uint16_t default_port = 1080;

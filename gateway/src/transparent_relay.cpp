@@ -113,27 +113,19 @@ class active_guard {
   state_ptr st_;
 };
 
-// The client's address, for a log line: asked of the kernel only when a line is written, not
-// for every connection.
-std::string peer_of(const tcp::socket& client) {
-  boost::system::error_code ec;
-  const auto peer = client.remote_endpoint(ec);
-  return ec ? std::string{"(gone)"} : from_asio_endpoint(peer).to_string();
-}
-
 // Refuses the connection (reset) and says why, at most once a second.
-void refuse(const state_ptr& st, tcp::socket& client, std::atomic<std::uint64_t>& reason, const endpoint& destination,
-            std::string_view why) {
+void refuse(const state_ptr& st, tcp::socket& client, const endpoint& peer, std::atomic<std::uint64_t>& reason,
+            const endpoint& destination, std::string_view why) {
   ++reason;
   if (st->failure_log.allow()) {
-    logger("relay")->info("{} -> {}: reset: {}", peer_of(client), destination.to_string(), why);
+    logger("relay")->info("{} -> {}: reset: {}", peer.to_string(), destination.to_string(), why);
   }
   reset(client);
 }
 
 // One captured connection, from accept to the start of its relay. The flow slot is taken by the
 // accept loop; the relay gives it back when the flow ends.
-asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client, std::uint64_t id) {
+asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client, endpoint peer, std::uint64_t id) {
   const active_guard guard{st};
   session_registry::entry registration{st->sessions, id};
   flow_slot slot{st->flows};
@@ -150,12 +142,12 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
   if (!settings->pool_v4.contains(destination.address) && !settings->pool_v6.contains(destination.address)) {
     // The capture rules only take the fake pools; anything else reaching this port was sent
     // to it directly (the input chain drops that) or the rules are someone else's.
-    refuse(st, *client, st->not_fake, destination, "not a fake address");
+    refuse(st, *client, peer, st->not_fake, destination, "not a fake address");
     co_return;
   }
   const auto mapping = st->store.find(destination.address);
   if (!mapping) {
-    refuse(st, *client, st->unmapped, destination, "no name is mapped to this fake address");
+    refuse(st, *client, peer, st->unmapped, destination, "no name is mapped to this fake address");
     co_return;
   }
   // The flow holds its mapping from the start: the lease may not run out under a live flow.
@@ -166,7 +158,7 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
     co_return;  // closed by stop() meanwhile
   }
   if (target.empty()) {
-    refuse(st, *client, target.had_addresses ? st->denied_destinations : st->unresolved, destination,
+    refuse(st, *client, peer, target.had_addresses ? st->denied_destinations : st->unresolved, destination,
            mapping->name.to_string() + (target.had_addresses ? ": every address is refused" : ": does not resolve"));
     co_return;
   }
@@ -174,7 +166,7 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
   connect_outcome outcome;
   auto upstream = co_await connector.connect(target.v6, target.v4, destination.port, outcome);
   if (!upstream) {
-    refuse(st, *client, st->connect_failures, destination, mapping->name.to_string() + ": " + outcome.describe());
+    refuse(st, *client, peer, st->connect_failures, destination, mapping->name.to_string() + ": " + outcome.describe());
     co_return;
   }
   if (!client->is_open()) {
@@ -194,7 +186,9 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> client,
         st->sessions.remove(id);
         st->totals.add(r);
       });
-  track_relay(st->sessions, id, flow);
+  track_relay(st->sessions, id, flow,
+              {peer, destination.to_string(), mapping->name.to_string(),
+               endpoint{outcome.connected.value_or(ip_address{}), destination.port}});
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor, worker_pool* hand_out) {
@@ -203,7 +197,9 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
   for (;;) {
     // In single-acceptor mode the new socket lives on the next worker's context from the start.
     tcp::socket socket{hand_out != nullptr ? hand_out->next().get_executor() : executor};
-    auto [ec] = co_await acceptor->async_accept(socket, use_tuple);
+    // accept() reports the client's address anyway: kept for the flow table and log lines.
+    tcp::endpoint peer;
+    auto [ec] = co_await acceptor->async_accept(socket, peer, use_tuple);
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
       break;
     }
@@ -235,7 +231,7 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
       break;  // stopping
     }
     // session() takes over the slot taken above.
-    asio::co_spawn(session_executor, session(st, shared, id), asio::detached);
+    asio::co_spawn(session_executor, session(st, shared, from_asio_endpoint(peer), id), asio::detached);
   }
 }
 
@@ -283,6 +279,10 @@ asio::awaitable<void> transparent_relay::stop(std::chrono::steady_clock::time_po
   co_await drain(state_->sessions, state_->active, deadline);
 }
 
+std::vector<live_flow> transparent_relay::flows() const {
+  return state_->sessions.live_flows("relay");
+}
+
 std::vector<counter> transparent_relay::counters() const {
   const auto& s = *state_;
   std::vector<counter> out{{"connections", s.connections.load()},
@@ -315,6 +315,7 @@ class relay_component final : public component {
     co_await relay_.stop(deadline);
   }
   [[nodiscard]] std::vector<counter> counters() const override { return relay_.counters(); }
+  [[nodiscard]] std::vector<live_flow> flows() const override { return relay_.flows(); }
 
  private:
   transparent_relay relay_;

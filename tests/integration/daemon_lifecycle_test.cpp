@@ -59,6 +59,11 @@ class notify_socket {
     if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
       throw std::runtime_error{"cannot bind " + text};
     }
+    // Writable by everyone, as systemd's own /run/systemd/notify: gate46d has dropped root
+    // by the time it says READY.
+    if (::chmod(text.c_str(), 0666) != 0) {
+      throw std::runtime_error{"cannot chmod " + text};
+    }
   }
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "gate46/common/address.hpp"
 #include "gate46/testing/dig.hpp"
@@ -770,6 +771,50 @@ TEST_F(relay, a_half_closed_client_still_gets_the_whole_reply) {
   EXPECT_EQ(counters.at("flows"), 2U) << stop_log_;
   EXPECT_GE(counters.at("bytes_up"), 2U << 20U) << stop_log_;
   EXPECT_GE(counters.at("bytes_down"), 2U << 20U) << stop_log_;
+}
+
+TEST_F(relay, gate46ctl_flows_shows_a_captured_flow_with_its_fake_address_name_and_real_target) {
+  ASSERT_NO_FATAL_FAILURE(start_gate46());
+  const auto fake = resolve(*client6_, zone::v4_only, "AAAA");
+  ASSERT_TRUE(in(fake, "2001:2::/48")) << fake;
+  // A plain client (no proxy, no idea of gate46) that keeps its connection after one exchange.
+  const auto script = dir_.write_file("hold.py", R"(import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80))
+s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+s.recv(65536)
+time.sleep(60)
+)");
+  process held{client6_->command({python, "-u", script.string(), fake})};
+  const auto socket = (dir_.path() / "control.sock").string();
+  nlohmann::json flows;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto r = run_command({GATE46CTL_PATH, "flows", "--json", "--socket", socket});
+        flows = nlohmann::json::parse(r.out).at("flows");
+        return flows.size() == 1 && flows[0].at("bytes_down").get<std::uint64_t>() > 0;
+      },
+      log_timeout, 100ms))
+      << flows;
+  const auto& f = flows[0];
+  EXPECT_EQ(f.at("component"), "relay");
+  EXPECT_EQ(f.at("client").get<std::string>().rfind("[2001:db8:1::2]:", 0), 0U) << f;
+  EXPECT_EQ(f.at("destination"), "[" + fake + "]:80") << f;
+  EXPECT_EQ(f.at("name"), std::string{zone::v4_only} + ".") << f;
+  EXPECT_EQ(f.at("target"), std::string{server_v4} + ":80") << f;
+  EXPECT_GT(f.at("bytes_up").get<std::uint64_t>(), 0U) << f;
+  // The store's side of the same story: the mapping the DNS answer made, held by the flow.
+  const auto mapping =
+      nlohmann::json::parse(run_checked({GATE46CTL_PATH, "map", "get", fake, "--json", "--config", config_.string()}));
+  EXPECT_EQ(mapping.at("mapping").at("name"), std::string{zone::v4_only} + ".") << mapping;
+  EXPECT_EQ(mapping.at("mapping").at("held"), true) << mapping;
+  ASSERT_TRUE(held.signal(SIGKILL));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return nlohmann::json::parse(run_command({GATE46CTL_PATH, "flows", "--json", "--socket", socket}).out)
+            .at("flows")
+            .empty();
+      },
+      log_timeout, 100ms));
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "gate46/common/address.hpp"
 #include "gate46/testing/dig.hpp"
@@ -614,6 +615,108 @@ TEST_F(socks, a_fake_address_is_mapped_back_to_its_name) {
   const auto counters = stop_gate46();
   EXPECT_EQ(counters.at("flows"), 3U);
   EXPECT_EQ(counters.at("denied_destinations"), 2U);
+}
+
+// ---- 6. the live state over the control socket (gate46ctl status, flows, stats) -------------
+
+TEST_F(socks, gate46ctl_shows_the_running_daemon_its_flows_and_counters) {
+  ASSERT_NO_FATAL_FAILURE(start_gate46("dns,socks"));
+  const auto socket = (dir_.path() / "control.sock").string();
+  const auto ctl = [&](const std::string& command, bool json = true) {
+    std::vector<std::string> argv{GATE46CTL_PATH, command, "--socket", socket};
+    if (json) {
+      argv.emplace_back("--json");
+    }
+    return run_command(argv);
+  };
+
+  const auto status = ctl("status");
+  ASSERT_EQ(status.status, 0) << status.err;
+  const auto s = nlohmann::json::parse(status.out).at("status");
+  EXPECT_EQ(s.at("pid").get<pid_t>(), gate46_->pid());
+  EXPECT_EQ(s.at("user").get<std::string>(), "gate46");  // started as root: dropped
+  EXPECT_EQ(s.at("config").get<std::string>(), config_.string());
+  EXPECT_EQ(s.at("components"), nlohmann::json::array({"dns", "socks"}));
+  EXPECT_EQ(s.at("version").get<std::string>(), GATE46_VERSION);
+  const auto status_text = ctl("status", false);
+  EXPECT_NE(status_text.out.find("components  dns, socks"), std::string::npos) << status_text.out;
+
+  // A client that keeps its connection: a request, a pause, a second request, then it holds
+  // the connection (nginx keeps it alive) until killed below. One live flow, named, with its
+  // real target.
+  const auto client = dir_.write_file("keep_alive.py", R"(import socks, sys, time
+s = socks.socksocket()
+s.set_proxy(socks.SOCKS5, sys.argv[1], 1080, rdns=True)
+s.connect((sys.argv[2], 80))
+for pause in (3, 60):
+    s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: " + sys.argv[2].encode() + b"\r\n\r\n")
+    s.recv(65536)
+    time.sleep(pause)
+)");
+  process held{client4_->command({python, "-u", client.string(), "192.0.2.1", std::string{zone::v6_only}})};
+  nlohmann::json flow;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto r = ctl("flows");
+        const auto flows = nlohmann::json::parse(r.out).at("flows");
+        if (flows.size() != 1 || flows[0].at("bytes_down").get<std::uint64_t>() == 0) {
+          return false;
+        }
+        flow = flows[0];
+        return true;
+      },
+      log_timeout, 100ms))
+      << ctl("flows").out;
+  EXPECT_EQ(flow.at("component"), "socks");
+  EXPECT_EQ(flow.at("client").get<std::string>().rfind("192.0.2.2:", 0), 0U) << flow;
+  EXPECT_EQ(flow.at("destination"), std::string{zone::v6_only} + ".:80") << flow;  // names are absolute
+  EXPECT_EQ(flow.at("name"), std::string{zone::v6_only} + ".") << flow;
+  EXPECT_EQ(flow.at("target"), "[" + std::string{server_v6} + "]:80") << flow;
+  EXPECT_GT(flow.at("bytes_up").get<std::uint64_t>(), 0U);  // the request
+  // Live figures: the bytes grow while the flow runs.
+  const auto first_down = flow.at("bytes_down").get<std::uint64_t>();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto flows = nlohmann::json::parse(ctl("flows").out).at("flows");
+        return flows.size() == 1 && flows[0].at("bytes_down").get<std::uint64_t>() > first_down;
+      },
+      log_timeout, 100ms));
+  const auto table = ctl("flows", false);
+  EXPECT_NE(table.out.find("CLIENT"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(std::string{zone::v6_only} + ".:80"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("\n1 flow\n"), std::string::npos) << table.out;
+
+  const auto stats = nlohmann::json::parse(ctl("stats").out).at("stats");
+  std::map<std::string, nlohmann::json> groups;
+  for (const auto& g : stats.at("groups")) {
+    groups[g.at("owner").get<std::string>()] = g.at("counters");
+  }
+  ASSERT_EQ(groups.size(), 3U) << stats;  // daemon, dns, socks
+  EXPECT_EQ(groups.at("socks").at("active_flows"), 1) << stats;
+  EXPECT_EQ(groups.at("socks").at("connections"), 1) << stats;
+  EXPECT_TRUE(groups.at("dns").contains("upstream_queries")) << stats;
+  EXPECT_TRUE(groups.at("daemon").contains("reloads_applied")) << stats;
+  ASSERT_EQ(stats.at("pools").size(), 2U) << stats;
+  EXPECT_EQ(stats.at("pools")[0].at("prefix"), "198.18.0.0/15");
+  EXPECT_EQ(stats.at("pools")[0].at("size"), 131070);
+
+  // The flow ends with its client: the table empties.
+  ASSERT_TRUE(held.signal(SIGKILL));
+  EXPECT_TRUE(
+      wait_until([&] { return nlohmann::json::parse(ctl("flows").out).at("flows").empty(); }, log_timeout, 100ms));
+
+  // Only root and the gate46 group may ask (the socket is gate46:gate46 0660).
+  const auto outsider = run_command(
+      {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", GATE46CTL_PATH, "status", "--socket", socket});
+  EXPECT_EQ(outsider.status, 8) << outsider.out << outsider.err;
+  EXPECT_NE(outsider.err.find("no permission"), std::string::npos) << outsider.err;
+
+  // Not running: exit 8, saying so; the socket file went with the daemon.
+  stop_gate46();
+  EXPECT_FALSE(std::filesystem::exists(socket));
+  const auto gone = ctl("status");
+  EXPECT_EQ(gone.status, 8) << gone.out << gone.err;
+  EXPECT_NE(gone.err.find("gate46d is not running"), std::string::npos) << gone.err;
 }
 
 }  // namespace

@@ -127,7 +127,16 @@ class daemon_test : public ::testing::Test {
         << "[gateway]\ndrain_timeout = 7\n"
         << "[store]\npath = \"" << (dir_ / "mappings.mdb").string() << "\"\n"
         << "[pools]\nkey_file = \"" << (dir_ / "pool.key").string() << "\"\n"
+        << "[control]\nsocket = \"" << (dir_ / "control.sock").string() << "\"\n"
         << extra;
+  }
+
+  // Run in this process: no privilege drop.
+  [[nodiscard]] daemon_options options(std::optional<std::vector<std::string>> components) const {
+    daemon_options o;
+    o.config_path = path_;
+    o.components = std::move(components);
+    return o;
   }
 
   component_registry registry_with(const std::string& name, bool fail_start = false) {
@@ -145,7 +154,7 @@ class daemon_test : public ::testing::Test {
 
 TEST_F(daemon_test, runs_reloads_and_stops_its_components) {
   const auto registry = registry_with("dns");
-  daemon d{{path_, std::vector<std::string>{"dns"}}, registry};
+  daemon d{options(std::vector<std::string>{"dns"}), registry};
   auto status = std::async(std::launch::async, [&] { return d.run(); });
   ASSERT_EQ(journal_.started.get_future().wait_for(10s), std::future_status::ready);
 
@@ -180,7 +189,7 @@ TEST_F(daemon_test, runs_reloads_and_stops_its_components) {
 TEST_F(daemon_test, components_option_overrides_the_config) {
   const auto registry = registry_with("relay");
   // daemon.components (default: all four) is replaced by the option: only relay runs.
-  daemon d{{path_, std::vector<std::string>{"relay"}}, registry};
+  daemon d{options(std::vector<std::string>{"relay"}), registry};
   EXPECT_THAT(d.current_config()->daemon.components, ::testing::ElementsAre("relay"));
 }
 
@@ -192,7 +201,7 @@ TEST_F(daemon_test, a_failing_start_stops_the_daemon_with_status_1) {
   registry.add("socks", [this](const component_context& ctx, daemon_services& services) {
     return std::make_unique<recording_component>("socks", ctx, services, journal_, true);
   });
-  daemon d{{path_, std::vector<std::string>{"dns", "socks"}}, registry};
+  daemon d{options(std::vector<std::string>{"dns", "socks"}), registry};
   auto status = std::async(std::launch::async, [&] { return d.run(); });
   ASSERT_EQ(status.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(status.get(), 1);
@@ -206,18 +215,18 @@ TEST_F(daemon_test, broken_config_is_rejected_at_construction) {
   write_config(60, "[tproxy]\nport = 0\n");
   const component_registry registry;
   try {
-    daemon d{{path_, std::nullopt}, registry};
+    daemon d{options(std::nullopt), registry};
     FAIL() << "no error";
   } catch (const config_error& e) {
     EXPECT_EQ(e.key(), "tproxy.port");
-    EXPECT_EQ(e.line(), 16U);  // the line of `port = 0`
+    EXPECT_EQ(e.line(), 18U);  // the line of `port = 0`
   }
 }
 
 TEST_F(daemon_test, a_missing_pool_key_stops_the_start) {
   std::filesystem::remove(dir_ / "pool.key");
   const auto registry = registry_with("dns");
-  daemon d{{path_, std::vector<std::string>{"dns"}}, registry};
+  daemon d{options(std::vector<std::string>{"dns"}), registry};
   auto status = std::async(std::launch::async, [&] { return d.run(); });
   ASSERT_EQ(status.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(status.get(), 1);
@@ -227,7 +236,7 @@ TEST_F(daemon_test, a_missing_pool_key_stops_the_start) {
 TEST_F(daemon_test, firewall_alone_opens_no_store) {
   std::filesystem::remove(dir_ / "pool.key");
   const auto registry = registry_with("firewall");
-  daemon d{{path_, std::vector<std::string>{"firewall"}}, registry};
+  daemon d{options(std::vector<std::string>{"firewall"}), registry};
   auto status = std::async(std::launch::async, [&] { return d.run(); });
   ASSERT_EQ(journal_.started.get_future().wait_for(10s), std::future_status::ready);
   d.request_stop();

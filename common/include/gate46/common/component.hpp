@@ -11,6 +11,7 @@
 //   stop(deadline)    -> stops accepting new work, lets existing work finish until deadline,
 //                        then closes what remains; completes when nothing of it still runs
 //   counters()        -> any time after construction; a consistent-enough snapshot
+//   flows()           -> the same, for the flows relayed now
 #pragma once
 
 #include <chrono>
@@ -34,6 +35,19 @@ struct counter {
   friend bool operator==(const counter&, const counter&) = default;
 };
 
+// A flow a component is relaying now, as `gate46ctl flows` shows it.
+struct live_flow {
+  std::string component;         // "relay" (captured) or "socks"
+  std::string client;            // the client's address and port
+  std::string destination;       // what the client asked for: a fake address and port, or a SOCKS target
+  std::string name;              // the name behind it; empty for a SOCKS target given as an address
+  std::string target;            // the real address and port the gateway connected to
+  std::uint64_t bytes_up = 0;    // client -> target
+  std::uint64_t bytes_down = 0;  // target -> client
+  std::uint64_t age_ms = 0;
+  friend bool operator==(const live_flow&, const live_flow&) = default;
+};
+
 class component {
  public:
   component() = default;
@@ -51,6 +65,8 @@ class component {
   virtual boost::asio::awaitable<void> started() { co_return; }
   // Thread-safe.
   [[nodiscard]] virtual std::vector<counter> counters() const = 0;
+  // The flows it relays now (none for components that relay nothing). Thread-safe.
+  [[nodiscard]] virtual std::vector<live_flow> flows() const { return {}; }
 };
 
 // What a factory gets. The references outlive the component.

@@ -36,6 +36,7 @@ struct connect_attempt {
 struct connect_outcome {
   std::error_code error;  // empty on success; else the error that decides the SOCKS reply
   std::vector<connect_attempt> attempts;
+  std::optional<ip_address> connected;         // the address that won, on success
   [[nodiscard]] std::string describe() const;  // "192.0.2.1: Connection refused, ..."
 };
 

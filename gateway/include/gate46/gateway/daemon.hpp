@@ -22,6 +22,7 @@
 
 #include "gate46/common/component.hpp"
 #include "gate46/common/config.hpp"
+#include "gate46/common/control.hpp"
 #include "gate46/gateway/component_registry.hpp"
 #include "gate46/mapping/store.hpp"
 
@@ -31,7 +32,15 @@ struct daemon_options {
   std::filesystem::path config_path;
   // --components: replaces daemon.components when set.
   std::optional<std::vector<std::string>> components;
+  // --control-socket: replaces control.socket when set (two daemons on one box, split by
+  // --components, need one each).
+  std::optional<std::filesystem::path> control_socket;
+  // gate46d's own process: give up privileges before the worker threads start (see
+  // privileges.hpp). Off for a daemon run inside another program (the tests).
+  bool drop_privileges = false;
 };
+
+class control_server;
 
 class daemon {
  public:
@@ -55,6 +64,11 @@ class daemon {
   [[nodiscard]] std::vector<counter> counters() const;
 
  private:
+  // Opens the control socket and, when asked to, prepares the directories only root can and
+  // gives up privileges; false (logged) when that fails. Runs before any other thread exists.
+  bool open_control();
+  // A control socket request, on the control thread.
+  [[nodiscard]] control::reply answer(const control::request& request) const;
   // Opens what the components share (the mapping store, when one of them needs it); false
   // (logged) when that fails.
   bool open_services();
@@ -82,6 +96,8 @@ class daemon {
   std::unique_ptr<dns::upstream_resolver> resolver_;
   std::unique_ptr<flow_limit> flows_;
   std::uint64_t open_files_ = 0;  // the open-file limit after raising it
+  std::unique_ptr<control_server> control_server_;
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   daemon_services services_;
   std::vector<std::unique_ptr<component>> components_;  // in start order
   bool stopping_ = false;                               // control thread only

@@ -51,7 +51,13 @@ struct relay_settings {
   std::chrono::steady_clock::duration keepalive_interval = std::chrono::minutes{1};
 };
 
-// A running flow, for shutting it down from outside.
+// The bytes a flow has delivered so far, each way.
+struct relay_progress {
+  std::uint64_t client_to_target = 0;
+  std::uint64_t target_to_client = 0;
+};
+
+// A running flow, for watching it and shutting it down from outside.
 class relay_flow {
  public:
   relay_flow() = default;
@@ -61,6 +67,8 @@ class relay_flow {
   // Ends the flow (both sockets closed) on its executor; the completion runs with aborted set.
   // Harmless after the flow has ended.
   virtual void abort() = 0;
+  // Any thread; a recent value (the flow's thread may be moving bytes meanwhile).
+  [[nodiscard]] virtual relay_progress progress() const noexcept = 0;
 };
 
 using relay_done = std::function<void(const relay_result&)>;

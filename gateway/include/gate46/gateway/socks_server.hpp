@@ -63,6 +63,8 @@ class socks_server {
   // none is left.
   boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] std::vector<counter> counters() const;
+  // The flows being relayed now, oldest first. Any thread.
+  [[nodiscard]] std::vector<live_flow> flows() const;
 
   struct state;
 

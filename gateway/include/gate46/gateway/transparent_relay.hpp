@@ -70,6 +70,8 @@ class transparent_relay {
   // none is left.
   boost::asio::awaitable<void> stop(std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] std::vector<counter> counters() const;
+  // The flows being relayed now, oldest first. Any thread.
+  [[nodiscard]] std::vector<live_flow> flows() const;
 
   struct state;
 
