@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -58,6 +59,13 @@ void remove_stale_namespaces() {
     }
     const auto owner = static_cast<pid_t>(std::stol(digits));
     if (owner != ::getpid() && ::kill(owner, 0) != 0 && errno == ESRCH) {
+      // Its processes outlived it: a gate46d that dropped root lost PR_SET_PDEATHSIG with its
+      // uid (prctl(2)). They are found by the namespace they run in, never by name.
+      const auto pids = run_command({"ip", "netns", "pids", name});
+      std::istringstream listed{pids.out};
+      for (pid_t pid = 0; listed >> pid;) {
+        ::kill(pid, SIGKILL);
+      }
       remove_namespace(name);
     }
   }
