@@ -13,6 +13,7 @@
 #   DURATION=10      seconds of each iperf3 and wrk run
 #   TESTS="iperf1 iperf4 wrk-close wrk-keepalive memory"   which measurements, in this order
 #   PATHS="same cross socks"   gate46 paths measured (wrk never goes through SOCKS)
+#   TARGETS=fake     or "names": the client resolves the names itself through gate46's DNS
 #   MEM_PATHS="same cross socks"   paths of the idle-flow memory measurement
 #   FLOWS="1000 5000" IDLE=10   the two idle-flow counts, and the idle time before each reading
 #   THREADS=2 NGINX_WORKERS=1   gate46d's daemon.threads, nginx's worker_processes
@@ -62,6 +63,11 @@ PAIRS=${PAIRS:-5}
 DURATION=${DURATION:-10}
 TESTS=${TESTS:-iperf1 iperf4 wrk-close wrk-keepalive memory}
 PATHS=${PATHS:-same cross socks}
+# fake: the gate46 paths aim at the fake addresses (asked of gate46's DNS once, by dig);
+# names: iperf3, wrk and curl are given the names and resolve them themselves through gate46's
+# DNS (the client's resolv.conf; A only, so "same" and "cross" stay IPv4 on the client side):
+# the whole path, DNS + capture + relay (tests/bench/e2e_bench.sh).
+TARGETS=${TARGETS:-fake}
 MEM_PATHS=${MEM_PATHS:-same cross socks}
 FLOWS=${FLOWS:-1000 5000}
 IDLE=${IDLE:-10}
@@ -221,6 +227,8 @@ in_ns() {
 }
 
 make_ns "$NS_C" "$GW_LAN4"
+# glibc 2.36: only A queries from the client's tools, as an IPv4-only host would ask.
+[[ $TARGETS != names ]] || printf 'options no-aaaa\n' >>"/etc/netns/$NS_C/resolv.conf"
 make_ns "$NS_G" "$SERVER4"
 make_ns "$NS_S" "$SERVER4"
 link_ns "$NS_C" eth0 "$NS_G" lan0 l
@@ -461,8 +469,8 @@ assert_direct() {
 target_of() {
   case $1 in
     direct | socks) echo "$SERVER4" ;;
-    same) echo "$FAKE_SAME" ;;
-    cross) echo "$FAKE_CROSS" ;;
+    same) if [[ $TARGETS == names ]]; then echo "v4only.$ZONE"; else echo "$FAKE_SAME"; fi ;;
+    cross) if [[ $TARGETS == names ]]; then echo "v6only.$ZONE"; else echo "$FAKE_CROSS"; fi ;;
   esac
 }
 
@@ -630,6 +638,8 @@ relay_line=$(grep -m1 -o 'transparent relay on.*' "$GATE46_LOG" || true)
 [[ -z $relay_line ]] || echo "  gate46d: $relay_line"
 echo "  PAIRS=$PAIRS DURATION=$DURATION s; paths: direct = kernel forwarding IPv4 -> IPv4 (no gate46 table),"
 echo "  same = fake $FAKE_SAME -> $SERVER4, cross = fake $FAKE_CROSS -> $SERVER6, socks = SOCKS5 CONNECT $SERVER4"
+[[ $TARGETS != names ]] ||
+  echo "  targets: the names v4only.$ZONE / v6only.$ZONE, resolved by the client's tools through gate46's DNS"
 
 # ---- throughput -----------------------------------------------------------------------------------
 WRK_PATHS=()
