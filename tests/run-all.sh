@@ -67,7 +67,7 @@ stage "tests: all labels" run_ctest --test-dir "$top/build/release"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 stage "build (ASan+UBSan)" build_asan
-stage "tests: ASan unit+integration" run_ctest --test-dir "$top/build/asan" -L 'unit|integration' -LE heavy
+stage "tests: ASan unit+integration+e2e-sanitizer" run_ctest --test-dir "$top/build/asan" -L 'unit|integration|e2e-sanitizer' -LE heavy
 
 stage "build (libFuzzer)" build_fuzz
 stage "fuzz: ${fuzz_seconds} s per target" "$top/tests/fuzz/run.sh" "$top/build/fuzz" "$fuzz_seconds" 2

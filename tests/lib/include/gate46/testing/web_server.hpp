@@ -50,6 +50,7 @@ class web_server {
 
  private:
   std::filesystem::path dir_;
+  std::string probe_uri_;  // "/probe.txt?gate46-probe": never counted as a request
   std::size_t access_mark_ = 0;
   process nginx_;
 };
