@@ -116,26 +116,22 @@ bytes make_auth_status(bool success) {
   return {auth_version, static_cast<std::uint8_t>(success ? 0x00 : 0x01)};
 }
 
-parse_result<request> parse_request(byte_view in) {
-  if (in.empty()) {
+namespace {
+
+// ATYP DST.ADDR DST.PORT from `at` on: the part a request and a UDP datagram's header share.
+parse_result<target> parse_target(byte_view in, std::size_t at) {
+  if (in.size() < at + 1) {
     return need_more{};
   }
-  if (in[0] != version) {
-    return malformed{std::nullopt, "SOCKS version " + std::to_string(in[0]) + " in the request"};
-  }
-  if (in.size() < 4) {
-    return need_more{};
-  }
-  request r;
-  r.command = in[1];
-  // in[2] is RSV: reserved, ignored as RFC 1928 gives it no meaning.
-  std::size_t at = 4;
-  switch (static_cast<address_type>(in[3])) {
+  const auto type = in[at];
+  ++at;
+  target t;
+  switch (static_cast<address_type>(type)) {
     case address_type::ipv4: {
       if (in.size() < at + 4 + 2) {
         return need_more{};
       }
-      r.destination.host = ip_address::from_v4({in[at], in[at + 1], in[at + 2], in[at + 3]});
+      t.host = ip_address::from_v4({in[at], in[at + 1], in[at + 2], in[at + 3]});
       at += 4;
       break;
     }
@@ -145,7 +141,7 @@ parse_result<request> parse_request(byte_view in) {
       }
       ip_address::bytes_type b{};
       std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(at), 16, b.begin());
-      r.destination.host = ip_address::from_v6(b);  // a v4-mapped address becomes IPv4
+      t.host = ip_address::from_v6(b);  // a v4-mapped address becomes IPv4
       at += 16;
       break;
     }
@@ -164,29 +160,121 @@ parse_result<request> parse_request(byte_view in) {
       if (!name) {
         return malformed{reply_code::general_failure, "invalid domain name"};
       }
-      r.destination.host = std::move(*name);
+      t.host = std::move(*name);
       at += 1 + length;
       break;
     }
     default:
-      return malformed{reply_code::address_type_not_supported, "address type " + std::to_string(in[3])};
+      return malformed{reply_code::address_type_not_supported, "address type " + std::to_string(type)};
   }
-  r.destination.port = read_u16(in, at);
-  return parsed<request>{std::move(r), at + 2};
+  t.port = read_u16(in, at);
+  return parsed<target>{std::move(t), at + 2};
+}
+
+// A name as DOMAINNAME text ("example.com"): its labels' bytes joined by dots, unescaped, as
+// domain_of() reads them. Nothing for a name that text cannot carry (a dot, backslash or NUL
+// inside a label; more than 255 bytes).
+std::optional<std::string> domain_text(const dns_name& name) {
+  std::string text;
+  const auto wire = name.wire();
+  for (std::size_t at = 0; at < wire.size() && wire[at] != 0; at += 1 + wire[at]) {
+    const auto label = wire.subspan(at + 1, wire[at]);
+    if (std::any_of(label.begin(), label.end(), [](std::uint8_t b) { return b == '.' || b == '\\' || b == 0; })) {
+      return std::nullopt;
+    }
+    if (!text.empty()) {
+      text.push_back('.');
+    }
+    text.append(label.begin(), label.end());
+  }
+  if (text.empty() || text.size() > 255) {
+    return std::nullopt;
+  }
+  return text;
+}
+
+// ATYP ADDR PORT; IPv4 in its 4-byte form. False (nothing written) for a name DOMAINNAME
+// cannot carry.
+bool put_target(bytes& out, const target& t) {
+  if (const auto* address = std::get_if<ip_address>(&t.host)) {
+    if (address->is_v4()) {
+      out.push_back(static_cast<std::uint8_t>(address_type::ipv4));
+      const auto v4 = address->v4_bytes();
+      out.insert(out.end(), v4.begin(), v4.end());
+    } else {
+      out.push_back(static_cast<std::uint8_t>(address_type::ipv6));
+      const auto& v6 = address->v6_bytes();
+      out.insert(out.end(), v6.begin(), v6.end());
+    }
+  } else {
+    const auto text = domain_text(std::get<dns_name>(t.host));
+    if (!text) {
+      return false;
+    }
+    out.push_back(static_cast<std::uint8_t>(address_type::domain));
+    out.push_back(static_cast<std::uint8_t>(text->size()));
+    out.insert(out.end(), text->begin(), text->end());
+  }
+  put_u16(out, t.port);
+  return true;
+}
+
+}  // namespace
+
+parse_result<request> parse_request(byte_view in) {
+  if (in.empty()) {
+    return need_more{};
+  }
+  if (in[0] != version) {
+    return malformed{std::nullopt, "SOCKS version " + std::to_string(in[0]) + " in the request"};
+  }
+  if (in.size() < 4) {
+    return need_more{};
+  }
+  request r;
+  r.command = in[1];
+  // in[2] is RSV: reserved, ignored as RFC 1928 gives it no meaning.
+  auto destination = parse_target(in, 3);
+  if (auto* done = std::get_if<parsed<target>>(&destination)) {
+    r.destination = std::move(done->value);
+    return parsed<request>{std::move(r), done->consumed};
+  }
+  if (auto* bad = std::get_if<malformed>(&destination)) {
+    return std::move(*bad);
+  }
+  return need_more{};
+}
+
+std::variant<udp_header, std::string> parse_udp_header(byte_view datagram) {
+  // RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA. RSV is ignored, as in a request.
+  if (datagram.size() < 3) {
+    return std::string{"datagram of " + std::to_string(datagram.size()) + " bytes: no SOCKS5 UDP header"};
+  }
+  udp_header h;
+  h.fragment = datagram[2];
+  auto destination = parse_target(datagram, 3);
+  if (auto* done = std::get_if<parsed<target>>(&destination)) {
+    h.destination = std::move(done->value);
+    h.payload_offset = done->consumed;
+    return h;
+  }
+  if (auto* bad = std::get_if<malformed>(&destination)) {
+    return std::move(bad->why);
+  }
+  return std::string{"truncated SOCKS5 UDP header"};
+}
+
+std::optional<bytes> make_udp_header(const target& source) {
+  bytes out{0x00, 0x00, 0x00};  // RSV, FRAG 0: the gateway never fragments
+  if (!put_target(out, source)) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 bytes make_reply(reply_code code, const endpoint& bound) {
   bytes out{version, static_cast<std::uint8_t>(code), 0x00};
-  if (bound.address.is_v4()) {
-    out.push_back(static_cast<std::uint8_t>(address_type::ipv4));
-    const auto v4 = bound.address.v4_bytes();
-    out.insert(out.end(), v4.begin(), v4.end());
-  } else {
-    out.push_back(static_cast<std::uint8_t>(address_type::ipv6));
-    const auto& v6 = bound.address.v6_bytes();
-    out.insert(out.end(), v6.begin(), v6.end());
-  }
-  put_u16(out, bound.port);
+  put_target(out, target{bound.address, bound.port});
   return out;
 }
 

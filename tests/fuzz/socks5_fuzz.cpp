@@ -6,7 +6,8 @@
 //     agrees with the bytes it came from (lengths, no NUL, ranges);
 //   - a malformed greeting or credentials message has no SOCKS reply; a malformed request's
 //     reply is 01, 08 or none (wrong version).
-// Builders and to_string run on every parsed value. Any violation aborts.
+// Builders and to_string run on every parsed value. The same input is also read as a UDP
+// ASSOCIATE datagram (see fuzz_udp_datagram). Any violation aborts.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -156,6 +157,39 @@ void fuzz_request(socks5::byte_view in) {
   check(!r.destination.to_string().empty());
 }
 
+// A UDP ASSOCIATE datagram (RFC 1928 §7): the header of a whole datagram parses or is refused
+// with a reason; a parsed one agrees with its bytes, and the header built for its destination
+// parses back to the same destination.
+void fuzz_udp_datagram(socks5::byte_view in) {
+  const auto result = socks5::parse_udp_header(in);
+  if (const auto* why = std::get_if<std::string>(&result)) {
+    check(!why->empty());
+    return;
+  }
+  const auto& h = std::get<socks5::udp_header>(result);
+  check(h.fragment == in[2]);
+  check(h.payload_offset > 3 && h.payload_offset <= in.size());
+  // The header alone is the same header: the payload never changes how it reads.
+  const auto alone = socks5::parse_udp_header(in.first(h.payload_offset));
+  check(std::holds_alternative<socks5::udp_header>(alone) &&
+        std::get<socks5::udp_header>(alone).payload_offset == h.payload_offset);
+  // A request with the same address part parses to the same target.
+  socks5::bytes as_request{socks5::version, 3, 0};
+  as_request.insert(as_request.end(), in.begin() + 3, in.begin() + static_cast<std::ptrdiff_t>(h.payload_offset));
+  const auto request = socks5::parse_request(as_request);
+  const auto* r = std::get_if<socks5::parsed<socks5::request>>(&request);
+  check(r != nullptr && r->value.destination.to_string() == h.destination.to_string());
+  if (const auto header = socks5::make_udp_header(h.destination)) {
+    const auto back = socks5::parse_udp_header(*header);
+    check(std::holds_alternative<socks5::udp_header>(back));
+    const auto& b = std::get<socks5::udp_header>(back);
+    check(b.fragment == 0 && b.payload_offset == header->size());
+    check(b.destination.to_string() == h.destination.to_string());
+  } else {
+    check(std::holds_alternative<gate46::dns_name>(h.destination.host));  // only a name can be too long
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -163,6 +197,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz_greeting(in);
   fuzz_credentials(in);
   fuzz_request(in);
+  fuzz_udp_datagram(in);
   // A whole session's client side in one input: a greeting, then what follows it.
   const auto greeting = socks5::parse_greeting(in);
   if (const auto* p = std::get_if<socks5::parsed<socks5::greeting>>(&greeting)) {

@@ -671,5 +671,114 @@ TEST(socks5_target, to_string) {
   EXPECT_EQ((target{name("x"), 0}.to_string()), "x.:0");
 }
 
+// ---- UDP ASSOCIATE datagrams (RFC 1928 §7) -------------------------------------------------------
+
+udp_header parse_udp_ok(const bytes& datagram) {
+  auto result = parse_udp_header(datagram);
+  if (const auto* why = std::get_if<std::string>(&result)) {
+    ADD_FAILURE() << "malformed: " << *why;
+    return {};
+  }
+  return std::get<udp_header>(std::move(result));
+}
+
+std::string parse_udp_error(const bytes& datagram) {
+  auto result = parse_udp_header(datagram);
+  if (std::holds_alternative<udp_header>(result)) {
+    ADD_FAILURE() << "parsed, expected malformed";
+    return {};
+  }
+  return std::get<std::string>(std::move(result));
+}
+
+TEST(socks5_udp, ipv4_destination_and_payload) {
+  const bytes datagram{0, 0, 0, 0x01, 192, 0, 2, 53, 0, 53, 'h', 'i'};
+  const auto h = parse_udp_ok(datagram);
+  EXPECT_EQ(h.fragment, 0);
+  EXPECT_EQ(std::get<ip_address>(h.destination.host), addr("192.0.2.53"));
+  EXPECT_EQ(h.destination.port, 53);
+  EXPECT_EQ(h.payload_offset, 10U);
+}
+
+TEST(socks5_udp, ipv6_and_v4_mapped_destinations) {
+  bytes datagram{0, 0, 0, 0x04};
+  const auto v6 = addr("2001:db8::35").v6_bytes();
+  datagram.insert(datagram.end(), v6.begin(), v6.end());
+  datagram.insert(datagram.end(), {0x01, 0xbb});
+  auto h = parse_udp_ok(datagram);
+  EXPECT_EQ(std::get<ip_address>(h.destination.host), addr("2001:db8::35"));
+  EXPECT_EQ(h.destination.port, 443);
+  EXPECT_EQ(h.payload_offset, datagram.size());  // an empty payload is a datagram too
+
+  bytes mapped{0, 0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 7, 0, 7};
+  h = parse_udp_ok(mapped);
+  EXPECT_EQ(std::get<ip_address>(h.destination.host), addr("198.51.100.7"));
+}
+
+TEST(socks5_udp, domain_destination_and_the_name_zero_python_socks_sends) {
+  auto datagram = concat({bytes{0, 0, 0, 0x03, 11}, text_bytes("example.com"), bytes{0x00, 0x35, 0xAA}});
+  auto h = parse_udp_ok(datagram);
+  EXPECT_EQ(std::get<dns_name>(h.destination.host), name("example.com"));
+  EXPECT_EQ(h.destination.port, 53);
+  EXPECT_EQ(h.payload_offset, datagram.size() - 1);
+  // python3-socks (rdns) names its own address "0" in UDP ASSOCIATE; as a name it parses too.
+  h = parse_udp_ok(concat({bytes{0, 0, 0, 0x03, 1}, text_bytes("0"), bytes{0, 0}}));
+  EXPECT_EQ(std::get<dns_name>(h.destination.host), name("0"));
+}
+
+TEST(socks5_udp, fragments_are_reported_and_reserved_bytes_ignored) {
+  const auto h = parse_udp_ok(bytes{0xff, 0xff, 0x81, 0x01, 192, 0, 2, 1, 0, 9});
+  EXPECT_EQ(h.fragment, 0x81);  // the caller drops it: no reassembly
+}
+
+TEST(socks5_udp, short_or_bad_datagrams_are_malformed) {
+  EXPECT_EQ(parse_udp_error(bytes{}), "datagram of 0 bytes: no SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0}), "datagram of 2 bytes: no SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0, 0}), "truncated SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0, 0, 0x01, 192, 0, 2, 1, 0}), "truncated SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0, 0, 0x04, 0x20, 0x01}), "truncated SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(concat({bytes{0, 0, 0, 0x03, 12}, text_bytes("example.com")})),
+            "truncated SOCKS5 UDP header");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0, 0, 0x02, 1, 2, 3, 4, 0, 1}), "address type 2");
+  EXPECT_EQ(parse_udp_error(bytes{0, 0, 0, 0x03, 0, 0, 53}), "empty domain name");
+  EXPECT_EQ(parse_udp_error(concat({bytes{0, 0, 0, 0x03, 3}, text_bytes("a\\b"), bytes{0, 53}})),
+            "invalid domain name");
+}
+
+TEST(socks5_udp, reply_header_carries_the_source_the_client_used) {
+  EXPECT_EQ(make_udp_header(target{addr("198.18.0.7"), 53}), (bytes{0, 0, 0, 0x01, 198, 18, 0, 7, 0, 53}));
+  // An IPv4 client that sent to a name gets the reply from that name, whatever family answered.
+  EXPECT_EQ(make_udp_header(target{name("v6only.gate46.test"), 5353}),
+            concat({bytes{0, 0, 0, 0x03, 18}, text_bytes("v6only.gate46.test"), bytes{0x14, 0xe9}}));
+  const auto v6 = make_udp_header(target{addr("2001:2::9"), 443});
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_EQ(v6->size(), 3U + 1U + 16U + 2U);
+  EXPECT_EQ((*v6)[3], 0x04);
+  // What it builds parses back to the same target.
+  for (const auto& t : {target{addr("192.0.2.1"), 1}, target{addr("2001:db8::1"), 65535}, target{name("a.b"), 7}}) {
+    const auto header = make_udp_header(t);
+    ASSERT_TRUE(header.has_value());
+    const auto back = parse_udp_ok(*header);
+    EXPECT_EQ(back.destination.to_string(), t.to_string());
+    EXPECT_EQ(back.payload_offset, header->size());
+  }
+}
+
+TEST(socks5_udp, names_go_as_the_bytes_the_client_wrote) {
+  // The longest name (255 bytes on the wire) is 253 bytes of text: it fits.
+  EXPECT_TRUE(make_udp_header(target{name(labels({63, 63, 63, 61})), 1}).has_value());
+  // Unprintable bytes go unescaped, as they came, and parse back to the same name.
+  const auto odd = concat({bytes{0, 0, 0, 0x03, 7},
+                           text_bytes("a\x01"
+                                      "b.c d"),
+                           bytes{0, 9}});
+  const auto h = parse_udp_ok(odd);
+  EXPECT_EQ(make_udp_header(h.destination), odd);
+  // A dot inside a label (possible in a DNS name, not in DOMAINNAME text): no header.
+  const auto dotted = dns_name::parse("a\\.b.example");
+  ASSERT_TRUE(dotted.has_value());
+  EXPECT_FALSE(make_udp_header(target{*dotted, 1}).has_value());
+}
+
 }  // namespace
 }  // namespace gate46::gateway::socks5

@@ -121,6 +121,24 @@ parse_result<request> parse_request(byte_view in);
 bytes make_reply(reply_code code, const endpoint& bound);
 bytes make_failure_reply(reply_code code);
 
+// ---- UDP ASSOCIATE datagrams (RFC 1928 §7) -------------------------------------------------------
+
+struct udp_header {
+  std::uint8_t fragment = 0;  // FRAG: 0 is a whole datagram; the gateway drops fragments
+  target destination;
+  std::size_t payload_offset = 0;  // where DATA starts in the datagram
+};
+
+// RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA: a whole datagram, so a short one is malformed (the
+// string says why; a UDP datagram has no reply, it is dropped). An unknown ATYP or a bad domain
+// is malformed too.
+std::variant<udp_header, std::string> parse_udp_header(byte_view datagram);
+// The header in front of a datagram relayed to the client: FRAG 0 and `source`, the destination
+// the client used (its name or fake address, so that the client can match the reply). A name
+// goes as the bytes of its labels, as the client wrote it; nothing for one DOMAINNAME cannot
+// carry (over 255 bytes, or a dot, backslash or NUL inside a label).
+std::optional<bytes> make_udp_header(const target& source);
+
 // The reply code for a connect() errno (ECONNREFUSED -> 05, ENETUNREACH -> 03, EHOSTUNREACH
 // -> 04, ETIMEDOUT -> 06, anything else -> 01).
 reply_code reply_for_errno(int error) noexcept;
