@@ -95,7 +95,8 @@ struct transparent_udp_relay::state {
   counter_t refused_max{0};
   counter_t icmp_errors{0};  // ECONNREFUSED from the target
   counter_t idle_timeouts{0};
-  counter_t client_gone{0};  // the client's side reported an ICMP error: session ended
+  counter_t client_gone{0};   // the client's side reported an ICMP error: session ended
+  counter_t misdelivered{0};  // another client's datagram on a reply socket, passed on
   log_throttle refusal_log;
   log_throttle failure_log;
 
@@ -147,6 +148,10 @@ namespace {
 
 using worker_ptr = std::shared_ptr<transparent_udp_relay::worker>;
 
+// A datagram from `key.client` to `key.destination`: to its session on this worker, or the
+// first of a new one. Defined below.
+void dispatch(const state_ptr& st, const worker_ptr& w, const udp_flow_key& key, std::span<const std::byte> data);
+
 // One session: set up by run(), then three coroutines until one ends it: client -> target,
 // target -> client, and the watchdog (idle expiry, hold renewal).
 class udp_session final : public relay_flow, public std::enable_shared_from_this<udp_session> {
@@ -154,7 +159,7 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
   udp_session(state_ptr st, worker_ptr w, udp_flow_key key, dns_name name)
       : st_{std::move(st)},
         worker_{std::move(w)},
-        key_{std::move(key)},
+        key_{key},
         name_{std::move(name)},
         upstream_{worker_->listener.get_executor()},
         reply_{worker_->listener.get_executor()},
@@ -313,7 +318,7 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
     auto& buffer = worker_->buffer;
     for (int n = 0; n < datagrams_per_turn; ++n) {
       error_code ec;
-      const auto size = from.receive(asio::buffer(buffer), 0, ec);
+      const auto size = from.receive_from(asio::buffer(buffer), sender_, 0, ec);
       if (ec == asio::error::would_block) {
         std::tie(ec) = co_await from.async_wait(udp::socket::wait_read, use_tuple);
         if (ec || ended_) {
@@ -328,16 +333,26 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
         add(st_->dropped_truncated);
         continue;
       }
-      pass(std::span<const std::byte>{buffer.data(), size});
+      pass(std::span<const std::byte>{buffer.data(), size}, from_asio_endpoint(sender_));
     }
     co_await asio::post(from.get_executor(), asio::use_awaitable);
     co_return error_code{};
   }
 
-  // Client -> target: the client's datagrams on the connected reply socket.
+  // Client -> target: the client's datagrams on the connected reply socket. Datagrams from
+  // other clients of the same fake address and port can be queued on it from the moments
+  // between its bind and its connect (connect does not filter what is already queued): those
+  // go to their own sessions.
   asio::awaitable<void> pump_up() {
     while (!ended_) {
-      const auto ec = co_await drain_socket(reply_, [this](std::span<const std::byte> d) { send_up(d); });
+      const auto ec = co_await drain_socket(reply_, [this](std::span<const std::byte> d, const endpoint& from) {
+        if (from == key_.client) {
+          send_up(d);
+        } else {
+          add(st_->misdelivered);
+          dispatch(st_, worker_, udp_flow_key{from, key_.destination}, d);
+        }
+      });
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           // ECONNREFUSED: the client's port is closed, it has gone.
@@ -352,7 +367,8 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
   // Target -> client.
   asio::awaitable<void> pump_down() {
     while (!ended_) {
-      const auto ec = co_await drain_socket(upstream_, [this](std::span<const std::byte> d) { send_down(d); });
+      const auto ec =
+          co_await drain_socket(upstream_, [this](std::span<const std::byte> d, const endpoint&) { send_down(d); });
       if (ec == asio::error::connection_refused) {
         // ICMP port unreachable from the target: counted; the session stays (idle expiry).
         add(st_->icmp_errors);
@@ -412,6 +428,7 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
   dns_name name_;
   std::uint64_t id_ = 0;
   endpoint target_;
+  udp::endpoint sender_;  // of the datagram just received
   udp::socket upstream_;
   udp::socket reply_;
   asio::steady_timer timer_;
@@ -431,8 +448,8 @@ void log_drop(const state_ptr& st, const udp_flow_key& key, std::string_view why
   }
 }
 
-// A datagram the listener received: to its session, or the first of a new one.
-void dispatch(const state_ptr& st, const worker_ptr& w, const tproxy::received_datagram& d) {
+// A datagram the listener received.
+void dispatch_received(const state_ptr& st, const worker_ptr& w, const tproxy::received_datagram& d) {
   if (d.truncated || d.size >= w->buffer.size()) {
     add(st->dropped_truncated);
     return;
@@ -441,8 +458,11 @@ void dispatch(const state_ptr& st, const worker_ptr& w, const tproxy::received_d
     add(st->dropped_no_destination);
     return;
   }
-  const std::span<const std::byte> data{w->buffer.data(), d.size};
-  udp_flow_key key{d.source, *d.original_destination};
+  dispatch(st, w, udp_flow_key{d.source, *d.original_destination},
+           std::span<const std::byte>{w->buffer.data(), d.size});
+}
+
+void dispatch(const state_ptr& st, const worker_ptr& w, const udp_flow_key& key, std::span<const std::byte> data) {
   if (const auto it = w->sessions.find(key); it != w->sessions.end()) {
     it->second->from_listener(data);
     return;
@@ -490,7 +510,7 @@ void dispatch(const state_ptr& st, const worker_ptr& w, const tproxy::received_d
   session->set_id(id);
   add(st->sessions_created);
   session->from_listener(data);
-  w->sessions.emplace(std::move(key), session);
+  w->sessions.emplace(key, session);
   asio::co_spawn(w->listener.get_executor(), session->run(), asio::detached);
 }
 
@@ -517,7 +537,7 @@ asio::awaitable<void> receive_loop(state_ptr st, worker_ptr w) {
       }
       continue;
     }
-    dispatch(st, w, d);
+    dispatch_received(st, w, d);
     if (++handled == datagrams_per_turn) {
       handled = 0;
       co_await asio::post(w->listener.get_executor(), asio::use_awaitable);
@@ -595,7 +615,8 @@ void transparent_udp_relay::append_counters(std::vector<counter>& out) const {
                          {"udp_refused_max", load(s.refused_max)},
                          {"udp_icmp_errors", load(s.icmp_errors)},
                          {"udp_idle_timeouts", load(s.idle_timeouts)},
-                         {"udp_client_gone", load(s.client_gone)}});
+                         {"udp_client_gone", load(s.client_gone)},
+                         {"udp_misdelivered", load(s.misdelivered)}});
 }
 
 }  // namespace gate46::gateway
