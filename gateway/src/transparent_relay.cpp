@@ -1,13 +1,16 @@
 #include "gate46/gateway/transparent_relay.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -20,6 +23,7 @@
 #include "gate46/gateway/relay.hpp"
 #include "gate46/tproxy/transparent.hpp"
 #include "session_registry.hpp"
+#include "transparent_udp.hpp"
 
 namespace gate46::gateway {
 namespace asio = boost::asio;
@@ -48,6 +52,10 @@ transparent_settings transparent_settings_of(const config& cfg) {
                std::chrono::duration_cast<std::chrono::milliseconds>(cfg.gateway.connect_timeout),
                cfg.tproxy.bypass_mark};
   s.idle_timeout = cfg.gateway.tcp_idle_timeout;
+  s.udp_idle_timeout = cfg.gateway.udp_idle_timeout;
+  s.udp_dns_idle_timeout = cfg.gateway.udp_dns_idle_timeout;
+  s.udp_sessions_per_client = cfg.gateway.udp_sessions_per_client;
+  s.udp_sessions_max = cfg.gateway.udp_sessions_max;
   s.hold_ttl = cfg.dns.fake_ttl;
   s.hold_refresh = cfg.pools.hold_refresh;
   // A benchmarking switch, not a configuration key. Measured (tests/bench/relay_bench.sh, 3
@@ -239,7 +247,9 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
 
 transparent_relay::transparent_relay(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store,
                                      flow_limit& flows, transparent_settings settings)
-    : workers_{workers}, state_{std::make_shared<state>(resolver, store, flows, std::move(settings))} {}
+    : workers_{workers}, udp_{std::make_unique<transparent_udp_relay>(workers, resolver, store, settings)} {
+  state_ = std::make_shared<state>(resolver, store, flows, std::move(settings));
+}
 
 transparent_relay::~transparent_relay() = default;
 
@@ -247,6 +257,8 @@ void transparent_relay::start() {
   const auto settings = state_->settings();
   const bool single = settings->accepting == accept_mode::single;
   const std::size_t listeners = single ? 1 : workers_.size();
+  // UDP first: once the TCP line is logged, both protocols are served.
+  udp_->start();
   std::vector<std::shared_ptr<tcp::acceptor>> opened;
   for (std::size_t i = 0; i < listeners; ++i) {
     opened.push_back(std::make_shared<tcp::acceptor>(
@@ -261,6 +273,7 @@ void transparent_relay::start() {
 }
 
 void transparent_relay::reconfigure(transparent_settings settings) {
+  udp_->reconfigure(settings);
   state_->destinations.set_deny(settings.deny);
   const std::lock_guard lock{state_->mutex};
   settings.port = state_->current->port;  // restart key
@@ -276,11 +289,17 @@ asio::awaitable<void> transparent_relay::stop(std::chrono::steady_clock::time_po
     });
   }
   acceptors_.clear();
-  co_await drain(state_->sessions, state_->active, deadline);
+  using namespace asio::experimental::awaitable_operators;
+  co_await (drain(state_->sessions, state_->active, deadline) && udp_->stop());
 }
 
 std::vector<live_flow> transparent_relay::flows() const {
-  return state_->sessions.live_flows("relay");
+  auto out = state_->sessions.live_flows("relay");
+  auto udp = udp_->flows();
+  out.insert(out.end(), std::make_move_iterator(udp.begin()), std::make_move_iterator(udp.end()));
+  // Oldest first, TCP and UDP together.
+  std::stable_sort(out.begin(), out.end(), [](const live_flow& a, const live_flow& b) { return a.age_ms > b.age_ms; });
+  return out;
 }
 
 std::vector<counter> transparent_relay::counters() const {
@@ -295,6 +314,7 @@ std::vector<counter> transparent_relay::counters() const {
                            {"connect_failures", s.connect_failures.load()},
                            {"refused_max_flows", s.refused_max_flows.load()}};
   s.totals.append_counters(out);
+  udp_->append_counters(out);
   return out;
 }
 

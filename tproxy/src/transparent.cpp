@@ -115,10 +115,10 @@ tcp::acceptor open_transparent_tcp(const asio::any_io_executor& executor, std::u
   return acceptor;
 }
 
-udp::socket open_transparent_udp(const asio::any_io_executor& executor, std::uint16_t port) {
+udp::socket open_transparent_udp(const asio::any_io_executor& executor, std::uint16_t port, bool reuse_port) {
   const std::string where = "transparent UDP listener on [::]:" + std::to_string(port);
   udp::socket socket{executor};
-  open_dual_stack(socket, port, where);
+  open_dual_stack(socket, port, where, reuse_port);
   step("IPV6_RECVORIGDSTADDR", where, [&](error_code& ec) { socket.set_option(ipv6_recv_origdstaddr{true}, ec); });
   // Without it IPv4 datagrams on this dual-stack socket arrive with no original destination.
   step("IP_RECVORIGDSTADDR", where, [&](error_code& ec) { socket.set_option(ipv4_recv_origdstaddr{true}, ec); });

@@ -1,5 +1,6 @@
 // The transparent relay (component `relay`): the gateway for LAN hosts that know nothing of
-// SOCKS. The capture rules (tproxy/) TPROXY their TCP flows to fake addresses onto
+// SOCKS. The capture rules (tproxy/) TPROXY their TCP flows (and their UDP datagrams, relayed
+// per session by the UDP half, src/transparent_udp.hpp) to fake addresses onto
 // tproxy.port; for each one the relay reads where the client aimed (a fake address), finds the
 // name that address stands for in the mapping store, resolves the name in both families,
 // connects through the same connector as SOCKS (Happy Eyeballs, deny list, bypass mark) and
@@ -46,12 +47,18 @@ struct transparent_settings {
   cidr pool_v4{*ip_address::parse("198.18.0.0"), 15};
   cidr pool_v6{*ip_address::parse("2001:2::"), 48};
   connect_settings connect;
-  std::chrono::seconds idle_timeout{3600};
-  std::chrono::seconds hold_ttl{60};      // dns.fake_ttl: the lease a flow renews
-  std::chrono::seconds hold_refresh{60};  // pools.hold_refresh
+  std::chrono::seconds idle_timeout{3600};        // gateway.tcp_idle_timeout
+  std::chrono::seconds udp_idle_timeout{60};      // gateway.udp_idle_timeout
+  std::chrono::seconds udp_dns_idle_timeout{10};  // gateway.udp_dns_idle_timeout (port 53)
+  unsigned udp_sessions_per_client = 256;         // gateway.udp_sessions_per_client
+  unsigned udp_sessions_max = 4096;               // gateway.udp_sessions_max
+  std::chrono::seconds hold_ttl{60};              // dns.fake_ttl: the lease a flow renews
+  std::chrono::seconds hold_refresh{60};          // pools.hold_refresh
   accept_mode accepting = accept_mode::per_thread;
 };
 transparent_settings transparent_settings_of(const config& cfg);
+
+class transparent_udp_relay;
 
 class transparent_relay {
  public:
@@ -79,6 +86,7 @@ class transparent_relay {
   worker_pool& workers_;
   std::shared_ptr<state> state_;
   std::vector<std::shared_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::unique_ptr<transparent_udp_relay> udp_;  // the UDP half (transparent_udp.hpp)
 };
 
 // The `relay` component. The open-file limit is raised and gateway.max_flows set by the daemon

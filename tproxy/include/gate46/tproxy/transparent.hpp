@@ -46,7 +46,11 @@ boost::asio::ip::tcp::acceptor open_transparent_tcp(const boost::asio::any_io_ex
 // A UDP socket on [::]:port, set up like open_transparent_tcp plus IPV6_RECVORIGDSTADDR and
 // IP_RECVORIGDSTADDR, so every datagram of either family carries its original destination.
 // Read it with recv_with_original_destination (a plain receive_from loses that destination).
-boost::asio::ip::udp::socket open_transparent_udp(const boost::asio::any_io_executor& executor, std::uint16_t port);
+// With reuse_port (SO_REUSEPORT), several such sockets share the port, one per worker thread:
+// the kernel hashes each datagram's 4-tuple to one of them (TPROXY's socket lookup honours
+// reuseport groups), so the datagrams of one flow keep reaching the same socket.
+boost::asio::ip::udp::socket open_transparent_udp(const boost::asio::any_io_executor& executor, std::uint16_t port,
+                                                  bool reuse_port = false);
 
 // A UDP socket bound to a non-local address:port (the original destination of a captured
 // datagram), in that address's family, with IP(V6)_TRANSPARENT and SO_REUSEADDR: replies sent
