@@ -132,6 +132,20 @@ void track_relay(session_registry& sessions, std::uint64_t id, const std::shared
 boost::asio::awaitable<void> drain(session_registry& sessions, const std::atomic<std::uint64_t>& active,
                                    std::chrono::steady_clock::time_point deadline);
 
+// Counts a running coroutine (a session, an accept or receive loop) in its server's `active`,
+// which drain() waits for, and keeps the server's state alive meanwhile.
+template <typename State>
+class active_guard {
+ public:
+  explicit active_guard(std::shared_ptr<State> st) : st_{std::move(st)} { ++st_->active; }
+  active_guard(const active_guard&) = delete;
+  active_guard& operator=(const active_guard&) = delete;
+  ~active_guard() { --st_->active; }
+
+ private:
+  std::shared_ptr<State> st_;
+};
+
 // The bytes and endings of a server's ended flows.
 struct flow_totals {
   std::atomic<std::uint64_t> bytes_up{0};

@@ -120,17 +120,6 @@ namespace {
 
 using state_ptr = std::shared_ptr<socks_server::state>;
 
-class active_guard {
- public:
-  explicit active_guard(const state_ptr& st) : st_{st} { ++st_->active; }
-  active_guard(const active_guard&) = delete;
-  active_guard& operator=(const active_guard&) = delete;
-  ~active_guard() { --st_->active; }
-
- private:
-  state_ptr st_;
-};
-
 // Reads from `client` into `buffer` until `parse` has a whole message or rejects it.
 template <typename T, typename Parse>
 asio::awaitable<socks5::parse_result<T>> read_message(tcp::socket& client, std::vector<std::uint8_t>& buffer,

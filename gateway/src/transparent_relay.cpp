@@ -110,17 +110,6 @@ namespace {
 
 using state_ptr = std::shared_ptr<transparent_relay::state>;
 
-class active_guard {
- public:
-  explicit active_guard(state_ptr st) : st_{std::move(st)} { ++st_->active; }
-  active_guard(const active_guard&) = delete;
-  active_guard& operator=(const active_guard&) = delete;
-  ~active_guard() { --st_->active; }
-
- private:
-  state_ptr st_;
-};
-
 // Refuses the connection (reset) and says why, at most once a second.
 void refuse(const state_ptr& st, tcp::socket& client, const endpoint& peer, std::atomic<std::uint64_t>& reason,
             const endpoint& destination, std::string_view why) {

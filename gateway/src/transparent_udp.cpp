@@ -119,17 +119,6 @@ namespace {
 
 using state_ptr = std::shared_ptr<transparent_udp_relay::state>;
 
-class active_guard {
- public:
-  explicit active_guard(state_ptr st) : st_{std::move(st)} { ++st_->active; }
-  active_guard(const active_guard&) = delete;
-  active_guard& operator=(const active_guard&) = delete;
-  ~active_guard() { --st_->active; }
-
- private:
-  state_ptr st_;
-};
-
 class udp_session;
 
 }  // namespace
