@@ -62,6 +62,12 @@ std::string monotonic_usec() {
           .count());
 }
 
+// Whether a configured component uses the mapping store (and the resolver).
+bool runs_a_store_user(const config& cfg) {
+  const auto& names = cfg.daemon.components;
+  return std::any_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); });
+}
+
 // How long the components may take to put their listeners in place before READY is said anyway.
 constexpr std::chrono::seconds ready_limit{10};
 
@@ -229,9 +235,7 @@ bool daemon::open_control() {
     if (options_.drop_privileges && ::geteuid() == 0) {
       user = find_account(config_->daemon.user);
       // What the user could not create itself; an existing directory keeps its owner and mode.
-      const auto& names = config_->daemon.components;
-      if (std::any_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); }) &&
-          config_->store.path.has_parent_path()) {
+      if (runs_a_store_user(*config_) && config_->store.path.has_parent_path()) {
         prepare_directory(config_->store.path.parent_path(), *user, 02770);
       }
       if (config_->control.socket.has_parent_path()) {
@@ -297,8 +301,7 @@ control::reply daemon::answer(const control::request& request) const {
 }
 
 bool daemon::open_services() {
-  const auto& names = config_->daemon.components;
-  if (std::none_of(names.begin(), names.end(), [](const std::string& n) { return needs_store(n); })) {
+  if (!runs_a_store_user(*config_)) {
     return true;
   }
   try {
