@@ -29,6 +29,9 @@
 #                     the same for every path; empty: iperf3's default)
 #   MAX_DOUBLINGS=6 MAX_HALVINGS=8 MAX_BISECTIONS=8   bounds of each search
 #   THREADS=2         gate46d's daemon.threads
+#   PERF=0            1: `perf record -g` on gate46d during each gate46 path's probe at direct's clean
+#                     rate; the top of `perf report` is printed and perf-PATH.data kept in the work
+#                     directory (KEEP=1 to read it afterwards)
 #   SOURCE_DIR=<this checkout>  BUILD_DIR=$SOURCE_DIR/build/bench  REBUILD=0
 #   KEEP=0            the work directory in /tmp (configs, logs, every probe's JSON) is kept if
 #                     KEEP=1 or on failure
@@ -72,6 +75,8 @@ MAX_DOUBLINGS=${MAX_DOUBLINGS:-6}
 MAX_HALVINGS=${MAX_HALVINGS:-8}
 MAX_BISECTIONS=${MAX_BISECTIONS:-8}
 THREADS=${THREADS:-2}
+PERF=${PERF:-0}
+PROFILE=
 KEEP=${KEEP:-0}
 
 PY=/usr/bin/python3
@@ -165,6 +170,7 @@ for p in $PATHS; do
   [[ $p =~ ^(same|cross)$ ]] || die "unknown path '$p' in PATHS (same, cross)"
 done
 [[ -x $PY ]] || die "$PY missing"
+[[ $PERF != 1 ]] || command -v perf >/dev/null || die "PERF=1: no perf (linux-perf)"
 
 # tool:package, installed with apt when the tool is missing.
 NEEDED=(ip:iproute2 iperf3:iperf3 knotd:knot dig:dnsutils nft:nftables ss:iproute2)
@@ -329,6 +335,13 @@ log "knotd up (pid $KNOT_PID)"
 G=$WORK/gate46
 mkdir -p "$G"
 printf '0123456789abcdef' >"$G/pool.key"
+# Started as root, gate46d runs as the gate46 user when it exists (daemon.user): $G is then its
+# state directory, as /var/lib/gate46 is on a box (group gate46, 02770).
+if getent group gate46 >/dev/null; then
+  chgrp gate46 "$G" "$G/pool.key"
+  chmod 02770 "$G"
+  chmod 0640 "$G/pool.key"
+fi
 CONF=$G/gate46.toml
 cat >"$CONF" <<EOF
 [daemon]
@@ -472,7 +485,11 @@ probe() {
     t0=$(cpu_ticks "$GATE46_PID")
   fi
   w0=$EPOCHREALTIME
-  local ok=yes
+  local ok=yes perf_pid=
+  if [[ -n ${PROFILE:-} && $path != direct ]]; then
+    perf record -q -g -p "$GATE46_PID" -o "$WORK/perf-$path.data" -- sleep "$DURATION" >"$WORK/perf-$path.log" 2>&1 &
+    perf_pid=$!
+  fi
   in_ns "$NS_C" timeout $((DURATION + 30)) iperf3 -c "$(target_of "$path")" -p "$IPERF_PORT" -u -l "$LENGTH" \
     -b "${rate}M" -t "$DURATION" "${window[@]}" -J --connect-timeout 5000 >"$cli" 2>"$cli.err" || ok=no
   if [[ $path != direct ]]; then
@@ -480,6 +497,12 @@ probe() {
   fi
   # The server writes its JSON as it exits, right after the client's end.
   await_pid "$pid" 50
+  if [[ -n $perf_pid ]]; then
+    await_pid "$perf_pid" 100
+    echo "    perf record -g on gate46d during this probe, top of perf report --no-children:"
+    perf report -q -i "$WORK/perf-$path.data" --stdio --no-children --percent-limit 2 -g none 2>/dev/null |
+      grep -v '^$' | head -25 | cut -c1-150 | sed 's/^/      /' || true
+  fi
   g1=$(rcvbuf_errors "$NS_G")
   s1=$(rcvbuf_errors "$NS_S")
   local figures
@@ -615,7 +638,9 @@ for path in $PATHS; do
   fw_apply
   if ((D > 0)); then
     log "$path at direct's clean rate $D Mbit/s"
+    [[ $PERF != 1 ]] || PROFILE=1
     probe "$path" "$D"
+    PROFILE=
     AT_LOSS[$path]=$P_LOSS AT_RECV[$path]=$P_RECV AT_CLEAN[$path]=$P_CLEAN
   fi
   search "$path"
