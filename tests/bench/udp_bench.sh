@@ -500,7 +500,7 @@ probe() {
   if [[ -n $perf_pid ]]; then
     await_pid "$perf_pid" 100
     echo "    perf record -g on gate46d during this probe, top of perf report --no-children:"
-    perf report -q -i "$WORK/perf-$path.data" --stdio --no-children --percent-limit 2 -g none 2>/dev/null |
+    perf report -q -i "$WORK/perf-$path.data" --stdio --no-children --percent-limit 1 -g none 2>/dev/null |
       grep -v '^$' | head -25 | cut -c1-150 | sed 's/^/      /' || true
   fi
   g1=$(rcvbuf_errors "$NS_G")
