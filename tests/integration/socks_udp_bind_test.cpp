@@ -662,7 +662,11 @@ class socks_udp_bind : public ::testing::Test {
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back(go.string());
     process client{ns.command(argv)};
-    EXPECT_TRUE(client.wait_for_log("holding", client_timeout)) << client.log_text() << gate46_->log_text();
+    if (!client.wait_for_log("holding", client_timeout)) {
+      ADD_FAILURE() << "the client did not get to hold its association: " << client.log_text() << gate46_->log_text();
+      client.wait_exit(client_timeout);
+      return lines_of(client.log_text());
+    }
     // While the control connection lives, gate46ctl lists the association.
     nlohmann::json listed;
     EXPECT_TRUE(wait_until(
