@@ -539,6 +539,7 @@ void read_gateway(table_reader reader, gateway_config& out) {
   read(reader, "tcp_idle_timeout", out.tcp_idle_timeout, duration_in<seconds>(1, 7LL * 86400));
   read(reader, "udp_idle_timeout", out.udp_idle_timeout, duration_in<seconds>(1, 86400));
   read(reader, "udp_dns_idle_timeout", out.udp_dns_idle_timeout, duration_in<seconds>(1, 3600));
+  read(reader, "bind_timeout", out.bind_timeout, duration_in<seconds>(1, 3600));
   read(reader, "max_flows", out.max_flows, [](const value_site& s) {
     return std::optional<unsigned>{static_cast<unsigned>(as_integer(s, 1, 10'000'000))};
   });
@@ -768,6 +769,7 @@ const key_info key_table[] = {
     {"gateway.tcp_idle_timeout", live, member_differs<&config::gateway, &gateway_config::tcp_idle_timeout>},
     {"gateway.udp_idle_timeout", live, member_differs<&config::gateway, &gateway_config::udp_idle_timeout>},
     {"gateway.udp_dns_idle_timeout", live, member_differs<&config::gateway, &gateway_config::udp_dns_idle_timeout>},
+    {"gateway.bind_timeout", live, member_differs<&config::gateway, &gateway_config::bind_timeout>},
     {"gateway.max_flows", live, member_differs<&config::gateway, &gateway_config::max_flows>},
     {"gateway.udp_sessions_per_client", live,
      member_differs<&config::gateway, &gateway_config::udp_sessions_per_client>},

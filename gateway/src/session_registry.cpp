@@ -44,8 +44,9 @@ std::vector<live_flow> session_registry::live_flows(std::string_view component) 
       const auto& d = s.relay->description;
       found.emplace_back(
           s.relay->since,
-          live_flow{std::string{component}, d.client.to_string(), d.destination, d.name, d.target.to_string(),
-                    progress.client_to_target, progress.target_to_client,
+          live_flow{std::string{component}, d.client.to_string(), d.destination, d.name,
+                    d.target.port == 0 ? std::string{} : d.target.to_string(), progress.client_to_target,
+                    progress.target_to_client,
                     static_cast<std::uint64_t>(
                         std::chrono::duration_cast<std::chrono::milliseconds>(now - s.relay->since).count())});
     }
@@ -57,6 +58,26 @@ std::vector<live_flow> session_registry::live_flows(std::string_view component) 
     flows.push_back(std::move(f));
   }
   return flows;
+}
+
+std::vector<ip_address> session_registry::targets_of(const ip_address& client) const {
+  std::vector<std::pair<std::chrono::steady_clock::time_point, ip_address>> found;
+  {
+    const std::lock_guard lock{mutex_};
+    for (const auto& [id, s] : sessions_) {
+      if (s.relay && s.relay->description.client.address == client && s.relay->description.target.port != 0 &&
+          !s.relay->flow.expired()) {
+        found.emplace_back(s.relay->since, s.relay->description.target.address);
+      }
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<ip_address> out;
+  out.reserve(found.size());
+  for (auto& [since, address] : found) {
+    out.push_back(address);
+  }
+  return out;
 }
 
 void track_relay(session_registry& sessions, std::uint64_t id, const std::shared_ptr<relay_flow>& flow,

@@ -33,7 +33,7 @@ struct flow_description {
   endpoint client;
   std::string destination;  // the fake address and port, or the SOCKS target as requested
   std::string name;         // empty when the client gave an address outside the pools
-  endpoint target;          // the real address the gateway connected to
+  endpoint target;          // the real address the gateway connected to; port 0: none (a UDP association)
 };
 
 class session_registry {
@@ -57,6 +57,10 @@ class session_registry {
 
   // The flows being relayed now, oldest first, each tagged with `component`.
   [[nodiscard]] std::vector<live_flow> live_flows(std::string_view component) const;
+
+  // The real target addresses of `client`'s flows being relayed now, newest first (a SOCKS BIND
+  // listens towards the server of the client's primary connection).
+  [[nodiscard]] std::vector<ip_address> targets_of(const ip_address& client) const;
 
   void remove(std::uint64_t id) {
     const std::lock_guard lock{mutex_};

@@ -28,7 +28,7 @@
 #include "gate46/gateway/access.hpp"
 #include "gate46/gateway/relay.hpp"
 #include "gate46/gateway/socks5.hpp"
-#include "session_registry.hpp"
+#include "socks_state.hpp"
 
 namespace gate46::gateway {
 namespace asio = boost::asio;
@@ -59,6 +59,7 @@ socks_settings socks_settings_of(const config& cfg) {
                std::chrono::duration_cast<std::chrono::milliseconds>(cfg.gateway.connect_timeout),
                cfg.tproxy.bypass_mark};
   s.idle_timeout = cfg.gateway.tcp_idle_timeout;
+  s.bind_timeout = cfg.gateway.bind_timeout;
   s.hold_ttl = cfg.dns.fake_ttl;
   s.hold_refresh = cfg.pools.hold_refresh;
   return s;
@@ -77,48 +78,46 @@ std::string hash_password(const std::string& password) {
   return out;
 }
 
-struct socks_server::state {
-  state(dns::resolver& r, mapping::mapping_store& s, flow_limit& f, socks_settings settings)
-      : resolver{r},
-        store{s},
-        flows{f},
-        verifier{std::max(1U, std::thread::hardware_concurrency())},
-        destinations{settings.deny, settings.pool_v4, settings.pool_v6},
-        current{std::make_shared<const socks_settings>(std::move(settings))} {}
+socks_server::state::state(dns::resolver& r, mapping::mapping_store& s, flow_limit& f, socks_settings settings)
+    : resolver{r},
+      store{s},
+      flows{f},
+      verifier{std::max(1U, std::thread::hardware_concurrency())},
+      destinations{settings.deny, settings.pool_v4, settings.pool_v6},
+      current{std::make_shared<const socks_settings>(std::move(settings))} {}
 
-  dns::resolver& resolver;
-  mapping::mapping_store& store;
-  flow_limit& flows;
-  session_registry sessions;
-  flow_totals totals;
-  asio::thread_pool verifier;  // argon2id checks, at most one per core
-  destination_policy destinations;
+asio::awaitable<void> send_message(tcp::socket& client, const socks5::bytes& message) {
+  co_await asio::async_write(client, asio::buffer(message), socks_use_tuple);
+}
 
-  std::mutex mutex;  // guards current
-  std::shared_ptr<const socks_settings> current;
-
-  std::atomic<std::uint64_t> active{0};
-  std::atomic<unsigned> pending_verifications{0};
-  std::atomic<std::uint64_t> connections{0};
-  std::atomic<std::uint64_t> refused_clients{0};
-  std::atomic<std::uint64_t> auth_failures{0};
-  std::atomic<std::uint64_t> auth_overload{0};
-  std::atomic<std::uint64_t> malformed{0};
-  std::atomic<std::uint64_t> denied_destinations{0};
-  std::atomic<std::uint64_t> connect_failures{0};
-  std::atomic<std::uint64_t> relayed{0};
-  std::atomic<std::uint64_t> refused_max_flows{0};
-  log_throttle refusal_log;
-
-  std::shared_ptr<const socks_settings> settings() {
-    const std::lock_guard lock{mutex};
-    return current;
+void start_socks_relay(const socks_session& s, tcp::socket upstream, std::optional<ip_address> fake, flow_slot& slot,
+                       session_registry::entry& registration, flow_description description) {
+  const auto& st = s.st;
+  relay_settings rs;
+  rs.idle_timeout = s.settings->idle_timeout;
+  if (fake) {
+    // The flow holds its fake address's mapping while it lives.
+    st->store.hold(*fake, s.settings->hold_ttl);
+    rs.keepalive_interval = s.settings->hold_refresh;
+    rs.keepalive = [st, fake = *fake, ttl = s.settings->hold_ttl] { st->store.hold(fake, ttl); };
   }
-};
+  flow_limit* limit = slot.take();
+  registration.hand_over();
+  auto flow =
+      start_relay(std::move(*s.client), std::move(upstream), std::move(rs),
+                  [st, limit, id = s.id, peer = s.peer, destination = description.destination](const relay_result& r) {
+                    limit->release();
+                    st->sessions.remove(id);
+                    st->totals.add(r);
+                    logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
+                                           r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
+                  });
+  track_relay(st->sessions, s.id, flow, std::move(description));
+}
 
 namespace {
 
-using state_ptr = std::shared_ptr<socks_server::state>;
+using state_ptr = socks_state_ptr;
 
 // Reads from `client` into `buffer` until `parse` has a whole message or rejects it.
 template <typename T, typename Parse>
@@ -147,10 +146,6 @@ void consume(std::vector<std::uint8_t>& buffer, const socks5::parsed<T>& p) {
   buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(p.consumed));
 }
 
-asio::awaitable<void> send(tcp::socket& client, const socks5::bytes& message) {
-  co_await asio::async_write(client, asio::buffer(message), use_tuple);
-}
-
 // A named coroutine with its arguments by value, not a capturing lambda: g++ 12 destroys a
 // lambda coroutine's captures twice when co_spawn's frame goes (free(): invalid pointer).
 asio::awaitable<bool> verify_on_pool(std::string hash, std::string password) {
@@ -174,16 +169,9 @@ asio::awaitable<bool> verify_password(const state_ptr& st, const socks5::credent
   co_return ok;
 }
 
-struct resolved_target {
-  std::vector<ip_address> v6;
-  std::vector<ip_address> v4;
-  std::optional<ip_address> fake;  // the client asked for one of our fake addresses
-  std::string name;                // for the log
-  std::optional<socks5::reply_code> failure;
-};
+}  // namespace
 
-// The addresses to connect to, after every check.
-asio::awaitable<resolved_target> resolve_target(const state_ptr& st, const socks5::target& t) {
+asio::awaitable<resolved_target> resolve_target(const socks_state_ptr& st, const socks5::target& t) {
   resolved_target out;
   std::optional<dns_name> name;
   if (const auto* address = std::get_if<ip_address>(&t.host)) {
@@ -225,6 +213,45 @@ asio::awaitable<resolved_target> resolve_target(const state_ptr& st, const socks
   co_return out;
 }
 
+namespace {
+
+asio::awaitable<void> serve_connect(socks_session s, flow_slot& slot, session_registry::entry& registration) {
+  const auto& st = s.st;
+  auto& client = *s.client;
+  const auto& request = s.request;
+  boost::system::error_code ignored;
+  const auto log = logger("socks");
+  const auto target = co_await resolve_target(st, request.destination);
+  if (target.failure) {
+    if (*target.failure == socks5::reply_code::not_allowed) {
+      ++st->denied_destinations;
+    }
+    log->info("{}: CONNECT {} refused ({})", s.peer.to_string(), request.destination.to_string(),
+              static_cast<int>(*target.failure));
+    co_await send_message(client, socks5::make_failure_reply(*target.failure));
+    client.close(ignored);
+    co_return;
+  }
+  direct_connector connector{s.settings->connect};
+  connect_outcome outcome;
+  auto upstream = co_await connector.connect(target.v6, target.v4, request.destination.port, outcome);
+  if (!upstream) {
+    ++st->connect_failures;
+    log->info("{}: CONNECT {} ({}) failed: {}", s.peer.to_string(), request.destination.to_string(), target.name,
+              outcome.describe());
+    co_await send_message(client, socks5::make_failure_reply(socks5::reply_for_errno(outcome.error.value())));
+    client.close(ignored);
+    co_return;
+  }
+  const auto bound = from_asio_endpoint(upstream->local_endpoint(ignored));
+  co_await send_message(client, socks5::make_reply(socks5::reply_code::succeeded, bound));
+  ++st->relayed;
+  const bool named = target.fake || std::holds_alternative<dns_name>(request.destination.host);
+  start_socks_relay(s, std::move(*upstream), target.fake, slot, registration,
+                    {s.peer, request.destination.to_string(), named ? target.name : std::string{},
+                     endpoint{outcome.connected.value_or(ip_address{}), request.destination.port}});
+}
+
 // A named coroutine with its arguments by value (not a capturing lambda: g++ 12 destroys a
 // lambda coroutine's captures twice). The accept loop took the flow slot and registered the
 // session; both are handed to the relay, or given back when the session ends before it.
@@ -252,11 +279,11 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
     consume(buffer, *g);
     if (access == client_access::refused) {
       ++st->refused_clients;
-      co_await send(client, socks5::make_method_selection(socks5::method::none_acceptable));
+      co_await send_message(client, socks5::make_method_selection(socks5::method::none_acceptable));
       co_return;
     }
     const auto m = socks5::choose_method(g->value, access == client_access::password);
-    co_await send(client, socks5::make_method_selection(m));
+    co_await send_message(client, socks5::make_method_selection(m));
     if (m == socks5::method::none_acceptable) {
       co_return;
     }
@@ -265,12 +292,12 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
       auto* c = std::get_if<socks5::parsed<socks5::credentials>>(&creds);
       if (c == nullptr) {
         ++st->malformed;
-        co_await send(client, socks5::make_auth_status(false));
+        co_await send_message(client, socks5::make_auth_status(false));
         co_return;
       }
       consume(buffer, *c);
       const bool ok = co_await verify_password(st, c->value, settings->users);
-      co_await send(client, socks5::make_auth_status(ok));
+      co_await send_message(client, socks5::make_auth_status(ok));
       if (!ok) {
         ++st->auth_failures;
         log->info("{}: authentication failed for user {}", peer.to_string(), c->value.username);
@@ -281,7 +308,7 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
     if (auto* bad = std::get_if<socks5::malformed>(&parsed)) {
       ++st->malformed;
       if (bad->reply) {
-        co_await send(client, socks5::make_failure_reply(*bad->reply));
+        co_await send_message(client, socks5::make_failure_reply(*bad->reply));
       }
       co_return;
     }
@@ -297,60 +324,20 @@ asio::awaitable<void> session(state_ptr st, std::shared_ptr<tcp::socket> socket,
     co_return;
   }
 
-  if (request->command != static_cast<std::uint8_t>(socks5::command::connect)) {
-    // BIND and UDP ASSOCIATE come with their issue.
-    co_await send(client, socks5::make_failure_reply(socks5::reply_code::command_not_supported));
-    client.close(ignored);
-    co_return;
+  socks_session s{st, socket, peer, settings, std::move(*request), id};
+  switch (static_cast<socks5::command>(s.request.command)) {
+    case socks5::command::connect:
+      co_await serve_connect(std::move(s), slot, registration);
+      co_return;
+    case socks5::command::bind:
+      co_await serve_bind(std::move(s), slot, registration);
+      co_return;
+    case socks5::command::udp_associate:
+      co_await serve_udp_associate(std::move(s));
+      co_return;
   }
-  const auto target = co_await resolve_target(st, request->destination);
-  if (target.failure) {
-    if (*target.failure == socks5::reply_code::not_allowed) {
-      ++st->denied_destinations;
-    }
-    log->info("{}: CONNECT {} refused ({})", peer.to_string(), request->destination.to_string(),
-              static_cast<int>(*target.failure));
-    co_await send(client, socks5::make_failure_reply(*target.failure));
-    client.close(ignored);
-    co_return;
-  }
-  direct_connector connector{settings->connect};
-  connect_outcome outcome;
-  auto upstream = co_await connector.connect(target.v6, target.v4, request->destination.port, outcome);
-  if (!upstream) {
-    ++st->connect_failures;
-    log->info("{}: CONNECT {} ({}) failed: {}", peer.to_string(), request->destination.to_string(), target.name,
-              outcome.describe());
-    co_await send(client, socks5::make_failure_reply(socks5::reply_for_errno(outcome.error.value())));
-    client.close(ignored);
-    co_return;
-  }
-  const auto bound = from_asio_endpoint(upstream->local_endpoint(ignored));
-  co_await send(client, socks5::make_reply(socks5::reply_code::succeeded, bound));
-  ++st->relayed;
-  relay_settings rs;
-  rs.idle_timeout = settings->idle_timeout;
-  if (target.fake) {
-    // The flow holds its fake address's mapping while it lives.
-    st->store.hold(*target.fake, settings->hold_ttl);
-    rs.keepalive_interval = settings->hold_refresh;
-    rs.keepalive = [st, fake = *target.fake, ttl = settings->hold_ttl] { st->store.hold(fake, ttl); };
-  }
-  flow_limit* limit = slot.take();
-  registration.hand_over();
-  auto flow =
-      start_relay(std::move(client), std::move(*upstream), std::move(rs),
-                  [st, limit, id, peer, destination = request->destination.to_string()](const relay_result& r) {
-                    limit->release();
-                    st->sessions.remove(id);
-                    st->totals.add(r);
-                    logger("socks")->debug("{}: {} closed: {} bytes up, {} down{}", peer.to_string(), destination,
-                                           r.client_to_target, r.target_to_client, r.idle_timeout ? " (idle)" : "");
-                  });
-  const bool named = target.fake || std::holds_alternative<dns_name>(request->destination.host);
-  track_relay(st->sessions, id, flow,
-              {peer, request->destination.to_string(), named ? target.name : std::string{},
-               endpoint{outcome.connected.value_or(ip_address{}), request->destination.port}});
+  co_await send_message(client, socks5::make_failure_reply(socks5::reply_code::command_not_supported));
+  client.close(ignored);
 }
 
 asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -498,7 +485,24 @@ std::vector<counter> socks_server::counters() const {
                            {"connect_failures", s.connect_failures.load()},
                            {"flows", s.relayed.load()},
                            {"active_flows", s.sessions.size()},
-                           {"refused_max_flows", s.refused_max_flows.load()}};
+                           {"refused_max_flows", s.refused_max_flows.load()},
+                           {"udp_associations", s.udp_associations.load()},
+                           {"udp_to_target", s.udp_to_target.load()},
+                           {"udp_to_client", s.udp_to_client.load()},
+                           {"udp_bytes_up", s.udp_bytes_up.load()},
+                           {"udp_bytes_down", s.udp_bytes_down.load()},
+                           {"udp_foreign_client", s.udp_foreign_client.load()},
+                           {"udp_foreign_target", s.udp_foreign_target.load()},
+                           {"udp_fragments", s.udp_fragments.load()},
+                           {"udp_malformed", s.udp_malformed.load()},
+                           {"udp_truncated", s.udp_truncated.load()},
+                           {"udp_denied", s.udp_denied.load()},
+                           {"udp_unresolved", s.udp_unresolved.load()},
+                           {"udp_send_errors", s.udp_send_errors.load()},
+                           {"binds", s.binds.load()},
+                           {"bind_timeouts", s.bind_timeouts.load()},
+                           {"bind_unexpected_peers", s.bind_unexpected_peers.load()},
+                           {"bind_failures", s.bind_failures.load()}};
   s.totals.append_counters(out);
   return out;
 }

@@ -74,6 +74,7 @@ TEST(config, defaults_match_the_design_table) {
   EXPECT_EQ(cfg.gateway.tcp_idle_timeout, seconds{3600});
   EXPECT_EQ(cfg.gateway.udp_idle_timeout, seconds{60});
   EXPECT_EQ(cfg.gateway.udp_dns_idle_timeout, seconds{10});
+  EXPECT_EQ(cfg.gateway.bind_timeout, seconds{60});
   EXPECT_EQ(cfg.gateway.max_flows, std::nullopt);
   EXPECT_EQ(cfg.gateway.udp_sessions_per_client, 256U);
   EXPECT_EQ(cfg.gateway.udp_sessions_max, 4096U);
@@ -149,6 +150,7 @@ connect_timeout = 5
 tcp_idle_timeout = 600
 udp_idle_timeout = 30
 udp_dns_idle_timeout = 5
+bind_timeout = 20
 max_flows = 5000
 udp_sessions_per_client = 8
 udp_sessions_max = 100
@@ -190,6 +192,7 @@ format = "json"
   EXPECT_EQ(cfg.gateway.users[0].name, "alice");
   EXPECT_EQ(cfg.gateway.prefer_family, ip_family::v4);
   EXPECT_EQ(cfg.gateway.max_flows, 5000U);
+  EXPECT_EQ(cfg.gateway.bind_timeout, seconds{20});
   EXPECT_EQ(cfg.gateway.drain_timeout, seconds{0});
   EXPECT_THAT(cfg.gateway.deny, ElementsAre(*cidr::parse("127.0.0.0/8")));
   EXPECT_EQ(cfg.tproxy.mark, 0x100U);

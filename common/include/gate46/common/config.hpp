@@ -122,6 +122,8 @@ struct gateway_config {
   seconds tcp_idle_timeout{3600};
   seconds udp_idle_timeout{60};
   seconds udp_dns_idle_timeout{10};
+  // How long a SOCKS BIND waits for its peer to connect.
+  seconds bind_timeout{60};
   // Unset: derived from the open-file limit at start.
   std::optional<unsigned> max_flows;
   unsigned udp_sessions_per_client = 256;

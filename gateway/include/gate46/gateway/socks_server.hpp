@@ -40,6 +40,7 @@ struct socks_settings {
   connect_settings connect;
   std::chrono::seconds idle_timeout{3600};
   std::chrono::seconds handshake_timeout{10};  // greeting to request, per connection
+  std::chrono::seconds bind_timeout{60};       // a BIND's wait for its peer
   std::chrono::seconds hold_ttl{60};           // dns.fake_ttl: the lease a flow renews
   std::chrono::seconds hold_refresh{60};       // pools.hold_refresh
 };
