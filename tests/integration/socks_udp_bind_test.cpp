@@ -121,8 +121,9 @@ s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
 s.set_proxy(socks.SOCKS5, proxy, 1080)
 s.settimeout(5)
 s.sendto(payload, (target, port))
-data, source = s.recvfrom(65535)
-print('reply %s from %s %d' % (data.decode(errors='replace'), source[0], source[1]), flush=True)
+data, (host, port) = s.recvfrom(65535)
+host = host.decode() if isinstance(host, bytes) else host  # a name (ATYP 3) comes as bytes
+print('reply %s from %s %d' % (data.decode(errors='replace'), host, port), flush=True)
 )py";
 
 // A UDP ASSOCIATE client built from bytes. Arguments: GW OWN OTHER NAME LITERAL FAKE PORT MODE GO
@@ -186,7 +187,8 @@ def wait_for_file(path):
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)
 
-control = socket.create_connection((gw, 1080), timeout=5)
+# From OWN: the control connection's peer address is the client's address.
+control = socket.create_connection((gw, 1080), timeout=5, source_address=(own, 0))
 control.sendall(b'\x05\x01\x00')                      # VER 5, one method: no authentication
 if recv_exact(control, 2) != b'\x05\x00':
     print('method refused', flush=True)
