@@ -129,10 +129,10 @@ print('reply %s from %s %d' % (data.decode(errors='replace'), host, port), flush
 // A UDP ASSOCIATE client built from bytes. Arguments: GW OWN OTHER NAME LITERAL FAKE PORT MODE GO
 // (OTHER/FAKE "-" for none). MODE "any" asks with the unspecified address and port 0 (the first
 // datagram's source becomes the client), "exact" with OWN and the port of its socket. One line
-// per step: "TAG atyp=N host=H port=P" for a reply (its header), "TAG none" for none within 3 s,
-// "unexpected ..."/"stray ..." for any datagram nobody should have got. After "holding" it waits
-// for the file GO/close, closes the control connection ("closed"), waits for GO/send and sends
-// once more to the old relay port.
+// per step: "TAG atyp=N host=H port=P" for a reply (its header), "TAG none" for none within 3 s
+// (1 s after the close), "unexpected ..."/"stray ..." for any datagram nobody should have got.
+// After "holding" it waits for the file GO/close, closes the control connection ("closed"), waits
+// for GO/send and sends once more to the old relay port.
 constexpr std::string_view udp_associate_py = R"py(
 import ipaddress, os, select, socket, struct, sys, time
 
@@ -214,9 +214,9 @@ if head[1] != 0:
 def send(tag, host, sock=main, frag=0):
     sock.sendto(header(host, frag) + tag.encode(), relay)
 
-def exchange(tag, host):
+def exchange(tag, host, wait=3):
     send(tag, host)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + wait
     while True:
         ready, _, _ = select.select([main], [], [], max(0, deadline - time.monotonic()))
         if not ready:
@@ -273,7 +273,7 @@ wait_for_file(os.path.join(go_dir, 'close'))
 control.close()
 print('closed', flush=True)
 wait_for_file(os.path.join(go_dir, 'send'))
-exchange('after-close', name)
+exchange('after-close', name, wait=1)         # the port is closed: no need to wait long
 strays(0.2)
 print('done', flush=True)
 )py";
