@@ -33,7 +33,6 @@
 
 namespace gate46::gateway {
 namespace asio = boost::asio;
-using asio::ip::tcp;
 using asio::ip::udp;
 using boost::system::error_code;
 using steady = std::chrono::steady_clock;
