@@ -291,6 +291,13 @@ struct daemon_options {
   bool ipv6_lan = false;      // lan6 (add_ipv6_client()) is a LAN interface; DNS also on it
 };
 
+// Field by field: g++ warns of the missing initializer even with designated initializers.
+daemon_options with_ipv6_lan() {
+  daemon_options o;
+  o.ipv6_lan = true;
+  return o;
+}
+
 class udp_relay : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -319,7 +326,7 @@ class udp_relay : public ::testing::Test {
     }
   }
 
-  // An IPv6-only client on the gateway's lan6: call before start_gate46({.ipv6_lan = true}).
+  // An IPv6-only client on the gateway's lan6: call before start_gate46(with_ipv6_lan()).
   void add_ipv6_client() {
     client6_.emplace("client6");
     connect_veth(*gw_, {"lan6", {std::string{gw_lan_v6} + "/64"}}, *client6_, {"eth0", {"2001:db8:1::2/64"}});
@@ -560,7 +567,7 @@ TEST_F(udp_relay, past_udp_sessions_max_new_sessions_are_dropped_and_counted) {
 TEST_F(udp_relay, an_ipv6_only_client_reaches_an_ipv4_only_udp_server_through_a_fake_aaaa) {
   ASSERT_NO_FATAL_FAILURE(add_ipv6_client());
   ASSERT_NO_FATAL_FAILURE(start_echo(echo4_, *server4_, server4, python_echo_port));
-  ASSERT_NO_FATAL_FAILURE(start_gate46({.ipv6_lan = true}));
+  ASSERT_NO_FATAL_FAILURE(start_gate46(with_ipv6_lan()));
   // v4only.gate46.test has only an A record: gate46's DNS gives the IPv6-only client a fake AAAA.
   const auto fake = fake_aaaa("v4only.gate46.test");
   ASSERT_TRUE(in(fake, "2001:2::/48")) << "AAAA v4only.gate46.test: '" << fake << "'";
@@ -631,7 +638,7 @@ TEST_F(udp_relay, datagrams_up_to_the_largest_ipv4_payload_are_relayed_whole_acr
 TEST_F(udp_relay, an_ipv6_datagram_too_large_for_ipv4_is_dropped_and_counted_never_cut) {
   ASSERT_NO_FATAL_FAILURE(add_ipv6_client());
   ASSERT_NO_FATAL_FAILURE(start_echo(echo4_, *server4_, server4, python_echo_port));
-  ASSERT_NO_FATAL_FAILURE(start_gate46({.ipv6_lan = true}));
+  ASSERT_NO_FATAL_FAILURE(start_gate46(with_ipv6_lan()));
   const auto fake = fake_aaaa("v4only.gate46.test");
   ASSERT_TRUE(in(fake, "2001:2::/48")) << fake;
   // 65527 bytes is the largest IPv6 UDP payload, 65507 the largest IPv4 one: the bigger ones
