@@ -108,7 +108,7 @@ struct bound_peer {
 // gateway.bind_timeout, whichever comes first. Nothing when the BIND ends without a peer (the
 // client has had its reply, if any).
 asio::awaitable<std::optional<bound_peer>> wait_for_peer(socks_session& s, tcp::acceptor& acceptor,
-                                                                           const std::vector<ip_address>& expected) {
+                                                         const std::vector<ip_address>& expected) {
   using namespace asio::experimental::awaitable_operators;
   auto& st = *s.st;
   auto& client = *s.client;
