@@ -311,6 +311,18 @@ asio::awaitable<void> serve_udp_associate(socks_session s) {
   auto& st = *s.st;
   auto& control = *s.client;
   error_code ec;
+  // gateway.max_flows budgets two descriptors a flow; an association holds four (the control
+  // connection and three UDP sockets), so it takes a second place.
+  if (!st.flows.try_acquire()) {
+    count(st.refused_max_flows);
+    if (st.refusal_log.allow()) {
+      logger("socks")->warn("gateway.max_flows ({}) reached: UDP ASSOCIATE refused", st.flows.max());
+    }
+    co_await send_message(control, socks5::make_failure_reply(socks5::reply_code::general_failure));
+    control.close(ec);
+    co_return;
+  }
+  const flow_slot second_place{st.flows};
   // The relay socket faces the client: the gateway address its control connection reached.
   const auto local = control.local_endpoint(ec);
   udp::socket relay{co_await asio::this_coro::executor};

@@ -439,7 +439,20 @@ print('ok', flush=True)
 
 struct daemon_options {
   int bind_timeout_s = 10;
+  std::optional<unsigned> max_flows;
 };
+
+// Field by field: g++ warns of missing initializers even with designated ones.
+daemon_options with_bind_timeout(int seconds) {
+  daemon_options o;
+  o.bind_timeout_s = seconds;
+  return o;
+}
+daemon_options with_max_flows(unsigned flows) {
+  daemon_options o;
+  o.max_flows = flows;
+  return o;
+}
 
 // "TAG atyp=N host=H port=P": a reply line of udp_associate_py.
 std::string reply_line(std::string_view tag, int atyp, std::string_view host, int port = echo_port) {
@@ -511,7 +524,9 @@ class socks_udp_bind : public ::testing::Test {
         "[gateway]\n"
         "prefer_family = \"ipv6\"\n"
         "bind_timeout = " +
-        std::to_string(o.bind_timeout_s) + "\n" + private_state_sections(dir_.path()) +
+        std::to_string(o.bind_timeout_s) + "\n" +
+        (o.max_flows ? "max_flows = " + std::to_string(*o.max_flows) + "\n" : std::string{}) +
+        private_state_sections(dir_.path()) +
         "\n"
         "[log]\n"
         "level = \"info\"\n";
@@ -971,7 +986,7 @@ TEST_F(socks_udp_bind, bind_accepts_only_the_named_peer_then_relays_both_ways) {
 
 TEST_F(socks_udp_bind, bind_without_a_peer_within_bind_timeout_gets_a_second_reply_06) {
   constexpr int bind_timeout_s = 2;
-  ASSERT_NO_FATAL_FAILURE(start_gate46({bind_timeout_s}));
+  ASSERT_NO_FATAL_FAILURE(start_gate46(with_bind_timeout(bind_timeout_s)));
   const auto tool = script("bind.py", bind_py);
   const auto r =
       client6_->run({python, "-u", tool.string(), std::string{gw_lan_v6}, std::string{server6}, "10"}, client_timeout);
@@ -994,6 +1009,36 @@ TEST_F(socks_udp_bind, bind_without_a_peer_within_bind_timeout_gets_a_second_rep
   const auto counters = stop_gate46();
   EXPECT_EQ(counter(counters, "binds"), 1U);
   EXPECT_EQ(counter(counters, "bind_timeouts"), 1U);
+}
+
+// An association holds four descriptors where gateway.max_flows budgets two a flow: it takes a
+// second place. With max_flows = 1 the control connection is accepted and the association is
+// refused (01); a CONNECT, one place, still works.
+constexpr std::string_view associate_once_py = R"py(
+import socket, sys
+s = socket.create_connection((sys.argv[1], 1080), timeout=5)
+s.sendall(b'\x05\x01\x00')
+assert s.recv(2) == b'\x05\x00'
+s.sendall(b'\x05\x03\x00\x01' + b'\x00' * 6)
+reply = s.recv(10)
+print('associate rep=%d' % reply[1], flush=True)
+)py";
+
+TEST_F(socks_udp_bind, an_association_takes_two_places_in_max_flows) {
+  ASSERT_NO_FATAL_FAILURE(start_gate46(with_max_flows(1)));
+  const auto tool = script("associate_once.py", associate_once_py);
+  const auto refused = client4_->run({python, "-u", tool.string(), std::string{gw_lan_v4}}, client_timeout);
+  ASSERT_TRUE(refused.ok()) << refused.out << refused.err;
+  EXPECT_EQ(lines_of(refused.out), std::vector<std::string>{"associate rep=1"});
+  const auto counters = stop_gate46();
+  EXPECT_EQ(counter(counters, "refused_max_flows"), 1U);
+  EXPECT_EQ(counter(counters, "udp_associations"), 0U);
+  // With room for it, the same request is granted.
+  ASSERT_NO_FATAL_FAILURE(start_gate46(with_max_flows(2)));
+  const auto granted = client4_->run({python, "-u", tool.string(), std::string{gw_lan_v4}}, client_timeout);
+  ASSERT_TRUE(granted.ok()) << granted.out << granted.err;
+  EXPECT_EQ(lines_of(granted.out), std::vector<std::string>{"associate rep=0"});
+  EXPECT_EQ(counter(stop_gate46(), "udp_associations"), 1U);
 }
 
 }  // namespace
