@@ -1,10 +1,13 @@
 #include "transparent_udp.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -48,6 +51,13 @@ constexpr std::size_t datagram_buffer_bytes = std::size_t{64} * 1024 + 1;
 constexpr std::size_t setup_queue_datagrams = 32;
 // Datagrams one socket handles before letting the thread's other work run.
 constexpr int datagrams_per_turn = 64;
+// Datagrams one recvmmsg/sendmmsg moves. Every slot must hold the largest datagram (a cut one is
+// never delivered), so the worker's batch is 32 x (64 KiB + 1) = 2 MiB per worker thread: address
+// space more than memory (a 1200-byte datagram touches one page of its slot; pages stay resident
+// once touched), few threads (daemon.threads), and it halves the calls of a 64-datagram turn
+// against 16. A call returns what is queued, so a larger batch costs nothing when fewer wait.
+constexpr std::size_t batch_datagrams = 32;
+static_assert(static_cast<std::size_t>(datagrams_per_turn) % batch_datagrams == 0);
 // SO_RCVBUF asked for every socket that receives datagrams (the kernel caps it at
 // net.core.rmem_max, then doubles it for its bookkeeping). The default (net.core.rmem_default,
 // 208 KiB: about 90 datagrams of 1200 bytes) is 1.5 ms of a 700 Mbit/s flow: any longer wait for
@@ -59,6 +69,96 @@ using counter_t = std::atomic<std::uint64_t>;
 void add(counter_t& c, std::uint64_t n = 1) noexcept {
   c.fetch_add(n, std::memory_order_relaxed);
 }
+
+// The buffers of one recvmmsg and the sendmmsg that passes it on. Nothing awaits between the two,
+// so the sessions of a worker's thread share one.
+struct datagram_batch {
+  datagram_batch() : data(batch_datagrams * datagram_buffer_bytes) {
+    for (std::size_t i = 0; i < batch_datagrams; ++i) {
+      in_iov[i] = {data.data() + i * datagram_buffer_bytes, datagram_buffer_bytes};
+    }
+  }
+  std::vector<std::byte> data;
+  std::array<iovec, batch_datagrams> in_iov{};
+  std::array<mmsghdr, batch_datagrams> in{};
+  std::array<sockaddr_storage, batch_datagrams> names{};
+  std::array<iovec, batch_datagrams> out_iov{};
+  std::array<mmsghdr, batch_datagrams> out{};
+  std::size_t out_count = 0;
+
+  [[nodiscard]] std::span<const std::byte> received(std::size_t i) const {
+    return {static_cast<const std::byte*>(in_iov[i].iov_base), in[i].msg_len};
+  }
+  // recvmmsg(MSG_DONTWAIT) into every slot, with each sender's address if `with_names`.
+  // Returns how many arrived (>= 1), or 0 and `ec` (would_block when none is queued).
+  std::size_t receive(int fd, bool with_names, error_code& ec) {
+    for (std::size_t i = 0; i < batch_datagrams; ++i) {
+      auto& h = in[i].msg_hdr;
+      h = msghdr{};  // the kernel writes msg_namelen and msg_flags back
+      h.msg_iov = &in_iov[i];
+      h.msg_iovlen = 1;
+      if (with_names) {
+        h.msg_name = &names[i];
+        h.msg_namelen = sizeof names[i];
+      }
+      in[i].msg_len = 0;
+    }
+    out_count = 0;
+    const int n = ::recvmmsg(fd, in.data(), batch_datagrams, MSG_DONTWAIT, nullptr);
+    if (n <= 0) {
+      ec = error_code{n < 0 ? errno : EIO, boost::system::system_category()};
+      return 0;
+    }
+    // An error after the first datagram ends the batch; the kernel keeps it (sk_err) for the next
+    // call.
+    return static_cast<std::size_t>(n);
+  }
+  // Adds received datagram `i` to what send() passes on.
+  void keep(std::size_t i) {
+    out_iov[out_count] = {in_iov[i].iov_base, in[i].msg_len};
+    out[out_count].msg_hdr = msghdr{};
+    out[out_count].msg_hdr.msg_iov = &out_iov[out_count];
+    out[out_count].msg_hdr.msg_iovlen = 1;
+    ++out_count;
+  }
+
+  struct sent_t {
+    std::uint64_t datagrams = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t refused = 0;  // ECONNREFUSED: an earlier datagram drew an ICMP port unreachable
+    std::uint64_t dropped = 0;  // a socket buffer full or another send error
+  };
+  // sendmmsg of the kept datagrams on connected socket `fd`.
+  sent_t send(int fd) {
+    sent_t r;
+    std::size_t pos = 0;
+    while (pos < out_count) {
+      const int n = ::sendmmsg(fd, &out[pos], static_cast<unsigned>(out_count - pos), MSG_DONTWAIT);
+      if (n > 0) {
+        for (const auto end = pos + static_cast<std::size_t>(n); pos < end; ++pos) {
+          r.bytes += out_iov[pos].iov_len;
+        }
+        r.datagrams += static_cast<std::uint64_t>(n);
+        // Short of the batch: the kernel kept the error of the first unsent datagram to itself
+        // (it reports one only when nothing was sent); the next call starts with that datagram
+        // and gets a lasting error again, or sends it if the error was a one-off.
+        continue;
+      }
+      const int error = n < 0 ? errno : EIO;
+      if (error == EAGAIN || error == EWOULDBLOCK) {
+        // The socket buffer is full: the rest would fail the same way, one call each.
+        r.dropped += out_count - pos;
+        break;
+      }
+      // The error belongs to this datagram alone (an ICMP report is consumed by the send it
+      // fails): the rest may go. Each call moves at least one datagram on, so this ends.
+      ++(error == ECONNREFUSED ? r.refused : r.dropped);
+      ++pos;
+    }
+    out_count = 0;
+    return r;
+  }
+};
 
 }  // namespace
 
@@ -128,13 +228,15 @@ class udp_session;
 
 }  // namespace
 
-// One worker thread's share: its listening socket, the receive buffer every socket on this
-// thread reads into (nothing awaits between a receive and the send that passes it on), and the
-// sessions this thread relays. Touched only on the worker's thread.
+// One worker thread's share: its listening socket and its receive buffer, the batch its
+// sessions' sockets read into (nothing awaits between a receive and the send that passes it on),
+// and the sessions this thread relays. Touched only on the worker's thread.
 struct transparent_udp_relay::worker {
-  explicit worker(udp::socket s) : listener{std::move(s)}, buffer(datagram_buffer_bytes) {}
+  explicit worker(udp::socket s)
+      : listener{std::move(s)}, buffer(datagram_buffer_bytes), batch{std::make_unique<datagram_batch>()} {}
   udp::socket listener;
   std::vector<std::byte> buffer;
+  std::unique_ptr<datagram_batch> batch;
   std::unordered_map<udp_flow_key, std::shared_ptr<udp_session>, udp_flow_key_hash> sessions;
 };
 
@@ -299,62 +401,117 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
     up_.fetch_add(data.size(), std::memory_order_relaxed);
   }
 
-  void send_down(std::span<const std::byte> data) {
-    error_code ec;
-    reply_.send(asio::buffer(data.data(), data.size()), 0, ec);
-    if (ec) {
-      add(st_->dropped_send);
-      return;
-    }
-    last_activity_ = steady::now();
-    add(st_->datagrams_down);
-    add(st_->bytes_down, data.size());
-    down_.fetch_add(data.size(), std::memory_order_relaxed);
-  }
-
-  // Reads `from` until it is empty, passing each datagram to `pass`; waits for readiness only
-  // after the kernel said EAGAIN and yields after a bounded number of datagrams. Returns the
-  // first error other than would_block (operation_aborted once closed).
-  template <typename Pass>
-  asio::awaitable<error_code> drain_socket(udp::socket& from, Pass pass) {
-    auto& buffer = worker_->buffer;
-    for (int n = 0; n < datagrams_per_turn; ++n) {
+  // Reads `from` (reply_ or upstream_) in batches and passes each batch to the other socket
+  // with one sendmmsg; waits for readiness only after the kernel said EAGAIN or returned a short
+  // batch, and yields after a bounded number of datagrams. Returns the first receive error other
+  // than would_block (operation_aborted once closed).
+  asio::awaitable<error_code> drain_socket(udp::socket& from) {
+    const bool up = &from == &reply_;
+    auto& batch = *worker_->batch;
+    for (std::size_t handled = 0; handled < static_cast<std::size_t>(datagrams_per_turn);) {
+      if (ended_) {
+        co_return asio::error::operation_aborted;
+      }
       error_code ec;
-      const auto size = from.receive_from(asio::buffer(buffer), sender_, 0, ec);
+      // Only the reply socket needs senders: it may hold other clients' datagrams.
+      const auto n = batch.receive(from.native_handle(), up, ec);
       if (ec == asio::error::would_block) {
-        std::tie(ec) = co_await from.async_wait(udp::socket::wait_read, use_tuple);
-        if (ec || ended_) {
-          co_return ec ? ec : asio::error::operation_aborted;
-        }
-        co_return error_code{};
+        co_return co_await wait_readable(from);
       }
       if (ec) {
         co_return ec;
       }
-      if (size == buffer.size()) {
-        add(st_->dropped_truncated);
-        continue;
+      handled += n;
+      if (up) {
+        relay_up(batch, n);
+      } else {
+        relay_down(batch, n);
       }
-      pass(std::span<const std::byte>{buffer.data(), size}, from_asio_endpoint(sender_));
+      if (n < batch_datagrams) {
+        // The queue ran dry or an error (ICMP) came during the call: another call would only
+        // say EAGAIN, or the error, whose wakeup also came during the call. Either way what
+        // arrived since recvmmsg looked raises an epoll event that only this io_context's one
+        // thread could consume, and not before the wait is queued: no edge is lost.
+        co_return co_await wait_readable(from);
+      }
     }
     co_await asio::post(from.get_executor(), asio::use_awaitable);
     co_return error_code{};
   }
 
-  // Client -> target: the client's datagrams on the connected reply socket. Datagrams from
-  // other clients of the same fake address and port can be queued on it from the moments
-  // between its bind and its connect (connect does not filter what is already queued): those
-  // go to their own sessions.
+  asio::awaitable<error_code> wait_readable(udp::socket& s) const {
+    auto [ec] = co_await s.async_wait(udp::socket::wait_read, use_tuple);
+    if (ec || ended_) {
+      co_return ec ? ec : asio::error::operation_aborted;
+    }
+    co_return error_code{};
+  }
+
+  // True (and counted) when datagram `i` of the batch filled its slot: it arrived cut short.
+  bool truncated(const datagram_batch& batch, std::size_t i) {
+    if (batch.in[i].msg_len >= datagram_buffer_bytes || (batch.in[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+      add(st_->dropped_truncated);
+      return true;
+    }
+    return false;
+  }
+
+  // Client -> target. Datagrams from other clients of the same fake address and port can be
+  // queued on the reply socket from the moments between its bind and its connect (connect does
+  // not filter what is already queued): those go to their own sessions.
+  void relay_up(datagram_batch& batch, std::size_t n) {
+    std::vector<std::pair<endpoint, std::vector<std::byte>>> others;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (truncated(batch, i)) {
+        continue;
+      }
+      udp::endpoint sender;
+      const auto length = std::min<std::size_t>(batch.in[i].msg_hdr.msg_namelen, sizeof batch.names[i]);
+      std::memcpy(sender.data(), &batch.names[i], length);
+      sender.resize(length);
+      if (const auto from = from_asio_endpoint(sender); from == key_.client) {
+        batch.keep(i);
+      } else {
+        // Copied: a session dispatch() starts may run at once and receive into this batch.
+        const auto d = batch.received(i);
+        others.emplace_back(from, std::vector<std::byte>{d.begin(), d.end()});
+      }
+    }
+    const auto r = batch.send(upstream_.native_handle());
+    add(st_->icmp_errors, r.refused);
+    add(st_->dropped_send, r.dropped);
+    if (r.datagrams != 0) {
+      last_activity_ = steady::now();
+      add(st_->datagrams_up, r.datagrams);
+      add(st_->bytes_up, r.bytes);
+      up_.fetch_add(r.bytes, std::memory_order_relaxed);
+    }
+    for (const auto& [from, d] : others) {
+      add(st_->misdelivered);
+      dispatch(st_, worker_, udp_flow_key{from, key_.destination}, d);
+    }
+  }
+
+  // Target -> client.
+  void relay_down(datagram_batch& batch, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!truncated(batch, i)) {
+        batch.keep(i);
+      }
+    }
+    const auto r = batch.send(reply_.native_handle());
+    add(st_->dropped_send, r.refused + r.dropped);
+    if (r.datagrams != 0) {
+      last_activity_ = steady::now();
+      add(st_->datagrams_down, r.datagrams);
+      add(st_->bytes_down, r.bytes);
+      down_.fetch_add(r.bytes, std::memory_order_relaxed);
+    }
+  }
+
   asio::awaitable<void> pump_up() {
     while (!ended_) {
-      const auto ec = co_await drain_socket(reply_, [this](std::span<const std::byte> d, const endpoint& from) {
-        if (from == key_.client) {
-          send_up(d);
-        } else {
-          add(st_->misdelivered);
-          dispatch(st_, worker_, udp_flow_key{from, key_.destination}, d);
-        }
-      });
+      const auto ec = co_await drain_socket(reply_);
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           // ECONNREFUSED: the client's port is closed, it has gone.
@@ -369,8 +526,7 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
   // Target -> client.
   asio::awaitable<void> pump_down() {
     while (!ended_) {
-      const auto ec =
-          co_await drain_socket(upstream_, [this](std::span<const std::byte> d, const endpoint&) { send_down(d); });
+      const auto ec = co_await drain_socket(upstream_);
       if (ec == asio::error::connection_refused) {
         // ICMP port unreachable from the target: counted; the session stays (idle expiry).
         add(st_->icmp_errors);
@@ -430,7 +586,6 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
   dns_name name_;
   std::uint64_t id_ = 0;
   endpoint target_;
-  udp::endpoint sender_;  // of the datagram just received
   udp::socket upstream_;
   udp::socket reply_;
   asio::steady_timer timer_;
