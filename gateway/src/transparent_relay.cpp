@@ -236,7 +236,7 @@ asio::awaitable<void> accept_loop(state_ptr st, std::shared_ptr<tcp::acceptor> a
 
 transparent_relay::transparent_relay(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store,
                                      flow_limit& flows, transparent_settings settings)
-    : workers_{workers}, udp_{std::make_unique<transparent_udp_relay>(workers, resolver, store, settings)} {
+    : workers_{workers}, udp_{std::make_unique<transparent_udp_relay>(workers, resolver, store, flows, settings)} {
   state_ = std::make_shared<state>(resolver, store, flows, std::move(settings));
 }
 

@@ -163,14 +163,16 @@ struct datagram_batch {
 }  // namespace
 
 struct transparent_udp_relay::state {
-  state(dns::resolver& r, mapping::mapping_store& s, const transparent_settings& settings)
+  state(dns::resolver& r, mapping::mapping_store& s, flow_limit& f, const transparent_settings& settings)
       : resolver{r},
         store{s},
+        flows{f},
         destinations{settings.deny, settings.pool_v4, settings.pool_v6},
         current{std::make_shared<const transparent_settings>(settings)} {}
 
   dns::resolver& resolver;
   mapping::mapping_store& store;
+  flow_limit& flows;  // gateway.max_flows, shared with TCP
   destination_policy destinations;
   session_registry sessions;
 
@@ -198,6 +200,7 @@ struct transparent_udp_relay::state {
   counter_t dropped_setup{0};  // a session whose sockets could not be opened
   counter_t refused_per_client{0};
   counter_t refused_max{0};
+  counter_t refused_max_flows{0};
   counter_t icmp_errors{0};  // ECONNREFUSED from the target
   counter_t idle_timeouts{0};
   counter_t client_gone{0};   // the client's side reported an ICMP error: session ended
@@ -214,9 +217,14 @@ struct transparent_udp_relay::state {
     const std::lock_guard lock{limits_mutex};
     return limits.admit(client, s.udp_sessions_per_client, s.udp_sessions_max);
   }
-  void release(const ip_address& client) {
+  void release_limits(const ip_address& client) {
     const std::lock_guard lock{limits_mutex};
     limits.release(client);
+  }
+  // A session's end: its place under the session limits and in gateway.max_flows.
+  void release(const ip_address& client) {
+    flows.release();
+    release_limits(client);
   }
 };
 
@@ -654,6 +662,16 @@ void dispatch(const state_ptr& st, const worker_ptr& w, const udp_flow_key& key,
       }
       return;
   }
+  // A session holds two descriptors, as a TCP flow does: it takes a place in gateway.max_flows,
+  // the budget that keeps the daemon inside its open-file limit.
+  if (!st->flows.try_acquire()) {
+    st->release_limits(key.client.address);
+    add(st->refused_max_flows);
+    if (st->refusal_log.allow()) {
+      logger("relay")->warn("udp: gateway.max_flows ({}) reached: new sessions are dropped", st->flows.max());
+    }
+    return;
+  }
   auto session = std::make_shared<udp_session>(st, w, key, std::move(mapping->name));
   const auto id = st->sessions.add([weak = std::weak_ptr<udp_session>{session}] {
     if (const auto s = weak.lock()) {
@@ -706,8 +724,9 @@ asio::awaitable<void> receive_loop(state_ptr st, worker_ptr w) {
 }  // namespace
 
 transparent_udp_relay::transparent_udp_relay(worker_pool& workers, dns::resolver& resolver,
-                                             mapping::mapping_store& store, const transparent_settings& settings)
-    : workers_{workers}, state_{std::make_shared<state>(resolver, store, settings)} {}
+                                             mapping::mapping_store& store, flow_limit& flows,
+                                             const transparent_settings& settings)
+    : workers_{workers}, state_{std::make_shared<state>(resolver, store, flows, settings)} {}
 
 transparent_udp_relay::~transparent_udp_relay() = default;
 
@@ -773,6 +792,7 @@ void transparent_udp_relay::append_counters(std::vector<counter>& out) const {
                          {"udp_dropped_setup", load(s.dropped_setup)},
                          {"udp_refused_per_client", load(s.refused_per_client)},
                          {"udp_refused_max", load(s.refused_max)},
+                         {"udp_refused_max_flows", load(s.refused_max_flows)},
                          {"udp_icmp_errors", load(s.icmp_errors)},
                          {"udp_idle_timeouts", load(s.idle_timeouts)},
                          {"udp_client_gone", load(s.client_gone)},

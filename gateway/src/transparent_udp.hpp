@@ -35,7 +35,7 @@ namespace gate46::gateway {
 
 class transparent_udp_relay {
  public:
-  transparent_udp_relay(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store,
+  transparent_udp_relay(worker_pool& workers, dns::resolver& resolver, mapping::mapping_store& store, flow_limit& flows,
                         const transparent_settings& settings);
   transparent_udp_relay(const transparent_udp_relay&) = delete;
   transparent_udp_relay& operator=(const transparent_udp_relay&) = delete;

@@ -564,6 +564,22 @@ TEST_F(udp_relay, past_udp_sessions_max_new_sessions_are_dropped_and_counted) {
   EXPECT_EQ(counters.at("udp_refused_per_client"), 0U) << stop_log_;
 }
 
+// A session holds two descriptors as a TCP flow does: it takes a place in gateway.max_flows.
+TEST_F(udp_relay, past_max_flows_new_sessions_are_dropped_and_counted) {
+  ASSERT_NO_FATAL_FAILURE(start_python_echo());
+  ASSERT_NO_FATAL_FAILURE(start_gate46({"max_flows = 3\n"}));
+  const auto fake = fake_a("echo6.gate46.test");
+  ASSERT_TRUE(in(fake, "198.18.0.0/15")) << fake;
+  const auto r = run_flows(fake, python_echo_port, 5, 1);
+  EXPECT_FALSE(r.ok()) << r.out;
+  EXPECT_NE(r.out.find("2 flows incomplete"), std::string::npos) << r.out;
+  const auto counters = stop_gate46();
+  EXPECT_EQ(counters.at("udp_sessions"), 3U) << stop_log_;
+  EXPECT_GE(counters.at("udp_refused_max_flows"), 2U) << stop_log_;
+  EXPECT_EQ(counters.at("udp_refused_max"), 0U) << stop_log_;
+  EXPECT_EQ(counters.at("udp_refused_per_client"), 0U) << stop_log_;
+}
+
 TEST_F(udp_relay, an_ipv6_only_client_reaches_an_ipv4_only_udp_server_through_a_fake_aaaa) {
   ASSERT_NO_FATAL_FAILURE(add_ipv6_client());
   ASSERT_NO_FATAL_FAILURE(start_echo(echo4_, *server4_, server4, python_echo_port));

@@ -1,4 +1,5 @@
-// gateway.max_flows: the TCP flows the gateway carries at once, SOCKS and transparent together.
+// gateway.max_flows: the flows the gateway carries at once: TCP (SOCKS and transparent), transparent
+// UDP sessions, and SOCKS UDP associations (two places each: they hold four descriptors).
 // A flow costs two descriptors (relay.hpp), so the limit is what keeps the daemon inside its
 // open-file limit: past it, a new connection is refused at once (reset, counted) instead of
 // failing somewhere later with EMFILE.
