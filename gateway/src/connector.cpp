@@ -18,6 +18,17 @@ namespace gate46::gateway {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+boost::system::error_code set_bypass_mark(int fd, std::uint32_t mark) noexcept {
+  if (mark == 0) {
+    return {};
+  }
+  const int value = static_cast<int>(mark);
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &value, sizeof value) != 0) {
+    return boost::system::error_code{errno, boost::system::system_category()};
+  }
+  return {};
+}
+
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -37,11 +48,8 @@ asio::awaitable<void> attempt(std::shared_ptr<race> r, std::shared_ptr<tcp::sock
   boost::system::error_code ec;
   const auto asio_to = to_asio_endpoint<tcp>(to);
   socket->open(asio_to.protocol(), ec);
-  if (!ec && mark != 0) {
-    const int value = static_cast<int>(mark);
-    if (setsockopt(socket->native_handle(), SOL_SOCKET, SO_MARK, &value, sizeof value) != 0) {
-      ec = boost::system::error_code{errno, boost::system::system_category()};
-    }
+  if (!ec) {
+    ec = set_bypass_mark(socket->native_handle(), mark);
   }
   if (!ec) {
     std::tie(ec) = co_await socket->async_connect(asio_to, use_tuple);

@@ -19,6 +19,7 @@
 #include <boost/asio/write.hpp>
 
 #include "gate46/common/asio_address.hpp"
+#include "gate46/gateway/connector.hpp"
 #include "gate46/gateway/socks_commands.hpp"
 #include "socks_state.hpp"
 
@@ -40,17 +41,6 @@ namespace {
 // Bytes a client may send before its peer has connected; they are passed on once it has.
 constexpr std::size_t max_early_bytes = std::size_t{64} * 1024;
 
-error_code set_mark(int fd, std::uint32_t mark) {
-  if (mark == 0) {
-    return {};
-  }
-  const int value = static_cast<int>(mark);
-  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &value, sizeof value) != 0) {
-    return error_code{errno, boost::system::system_category()};
-  }
-  return {};
-}
-
 // The source address the kernel picks for the gateway's own traffic to `to` (the bypass mark
 // routes it like a relayed connection): connecting a UDP socket sends nothing.
 std::optional<ip_address> source_address_towards(const asio::any_io_executor& executor, const ip_address& to,
@@ -59,7 +49,7 @@ std::optional<ip_address> source_address_towards(const asio::any_io_executor& ex
   const auto destination = to_asio_endpoint<udp>(endpoint{to, 9});
   probe.open(destination.protocol(), ec);
   if (!ec) {
-    ec = set_mark(probe.native_handle(), mark);
+    ec = set_bypass_mark(probe.native_handle(), mark);
   }
   if (!ec) {
     probe.connect(destination, ec);
@@ -82,7 +72,7 @@ error_code open_listener(tcp::acceptor& acceptor, const ip_address& at, std::uin
     acceptor.set_option(asio::ip::v6_only{true}, ec);
   }
   if (!ec) {
-    ec = set_mark(acceptor.native_handle(), mark);
+    ec = set_bypass_mark(acceptor.native_handle(), mark);
   }
   if (!ec) {
     acceptor.bind(where, ec);

@@ -27,6 +27,7 @@
 
 #include "destination.hpp"
 #include "gate46/common/asio_address.hpp"
+#include "gate46/gateway/connector.hpp"
 #include "gate46/gateway/socks_commands.hpp"
 #include "gate46/gateway/udp_sessions.hpp"
 #include "socks_state.hpp"
@@ -54,11 +55,8 @@ error_code open_upstream(udp::socket& socket, const udp& protocol, std::uint32_t
   if (!ec && protocol == udp::v6()) {
     socket.set_option(asio::ip::v6_only{true}, ec);
   }
-  if (!ec && mark != 0) {
-    const int value = static_cast<int>(mark);
-    if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &value, sizeof value) != 0) {
-      ec = error_code{errno, boost::system::system_category()};
-    }
+  if (!ec) {
+    ec = set_bypass_mark(socket.native_handle(), mark);
   }
   if (!ec) {
     socket.non_blocking(true, ec);

@@ -30,6 +30,7 @@
 #include "gate46/common/asio_address.hpp"
 #include "gate46/common/log.hpp"
 #include "gate46/gateway/access.hpp"
+#include "gate46/gateway/connector.hpp"
 #include "gate46/gateway/udp_sessions.hpp"
 #include "gate46/tproxy/transparent.hpp"
 #include "session_registry.hpp"
@@ -357,11 +358,8 @@ class udp_session final : public relay_flow, public std::enable_shared_from_this
     error_code ec;
     const auto to = to_asio_endpoint<udp>(target_);
     upstream_.open(to.protocol(), ec);
-    if (!ec && mark != 0) {
-      const int value = static_cast<int>(mark);
-      if (setsockopt(upstream_.native_handle(), SOL_SOCKET, SO_MARK, &value, sizeof value) != 0) {
-        ec = error_code{errno, boost::system::system_category()};
-      }
+    if (!ec) {
+      ec = set_bypass_mark(upstream_.native_handle(), mark);
     }
     if (!ec) {
       upstream_.set_option(udp::socket::receive_buffer_size{receive_buffer_bytes}, ec);

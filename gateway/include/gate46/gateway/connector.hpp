@@ -21,6 +21,10 @@
 
 namespace gate46::gateway {
 
+// Puts tproxy.bypass_mark on a socket of the gateway's own (SO_MARK, CAP_NET_ADMIN), so that the
+// capture rules never take its traffic; a mark of 0 sets nothing.
+boost::system::error_code set_bypass_mark(int fd, std::uint32_t mark) noexcept;
+
 struct connect_settings {
   ip_family prefer = ip_family::v6;
   std::chrono::milliseconds attempt_delay{250};
