@@ -28,6 +28,7 @@ std::string routing_text(const config& cfg) {
         fmt::format("{} rule add fwmark {:#x}/{:#x} lookup {} priority {}\n", ip, r.mark, r.mask, r.table, r.priority);
     out += fmt::format("{} route add local default dev lo table {}\n", ip, r.table);
   }
+  out += fmt::format("ip rule add fwmark {:#x}/{:#x} iif lo lookup main priority {}\n", r.mark, r.mask, r.priority - 1);
   return out;
 }
 

@@ -569,7 +569,7 @@ void read_tproxy(table_reader reader, tproxy_config& out) {
     return static_cast<std::uint32_t>(table);
   });
   // Below 32766, where the main table's rule sits, or the capture route would never be reached.
-  read(reader, "rule_priority", out.rule_priority, u32(1, 32765));
+  read(reader, "rule_priority", out.rule_priority, u32(2, 32765));  // PRIORITY-1 holds the IPv4 reverse-path rule
   read(reader, "capture_dns", out.capture_dns, as_bool);
   reader.finish();
 }

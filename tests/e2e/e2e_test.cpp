@@ -418,6 +418,19 @@ TEST_F(e2e, ipv4_only_client_reaches_an_ipv6_only_server_by_name) {
   EXPECT_EQ(counters_at_stop("dns")["fake_answers"], 2U) << stop_log_;  // curl's and dig's
 }
 
+// wg-quick sets net.ipv4.conf.all.src_valid_mark = 1: the reverse-path check then looks the
+// source up with the packet's mark, and the capture mark's rule would send that lookup to the
+// local-delivery table: every captured IPv4 packet a martian. The capture must not depend on it.
+TEST_F(e2e, capture_works_when_the_router_validates_sources_with_their_mark) {
+  gw_->run_checked({"sysctl", "-qw", "net.ipv4.conf.all.src_valid_mark=1"});
+  gw_->run_checked({"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"});
+  ASSERT_NO_FATAL_FAILURE(start_gate46({}));
+  expect_reaches_by_name(*client4_, v6_only, fake_pool_v4, server6_index);
+  EXPECT_EQ(requests_at(*web6_, 1), (request_list{request(gw_up_v6, server6_address, "/")})) << web6_->access_log();
+  stop_gate46();
+  EXPECT_EQ(counters_at_stop("relay")["flows"], 1U) << stop_log_;
+}
+
 TEST_F(e2e, ipv6_only_client_reaches_an_ipv4_only_server_by_name) {
   ASSERT_NO_FATAL_FAILURE(start_gate46({}));
   const auto fake = expect_reaches_by_name(*client6_, v4_only, fake_pool_v6, server4_index);

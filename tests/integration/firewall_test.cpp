@@ -106,6 +106,11 @@ TEST_F(firewall_test, apply_twice_is_identical_and_remove_restores_the_state_byt
     const auto routes = gw_->run_checked({"ip", ip, "route", "show", "table", "46"});
     EXPECT_NE(routes.find("local default dev lo"), std::string::npos) << routes;
   }
+  // IPv4's reverse-path lookups (iif lo) of captured packets stay in main (src_valid_mark = 1).
+  const auto rules4 = gw_->run_checked({"ip", "-4", "rule"});
+  EXPECT_NE(rules4.find("459:\tfrom all fwmark 0x46/0xff iif lo lookup main"), std::string::npos) << rules4;
+  const auto rules6 = gw_->run_checked({"ip", "-6", "rule"});
+  EXPECT_EQ(rules6.find("iif lo"), std::string::npos) << rules6;
 
   const auto again = ctl({"firewall", "apply"});
   ASSERT_EQ(again.status, 0) << again.err;

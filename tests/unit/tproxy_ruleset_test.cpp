@@ -186,6 +186,30 @@ TEST(tproxy_routing, rule_message_is_fwmark_under_mask_to_the_table_at_the_prior
   EXPECT_EQ(h.nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK);
 }
 
+TEST(tproxy_routing, the_ipv4_source_check_rule_sends_loopback_lookups_of_the_mark_to_main) {
+  const routing_settings s{0x4600, 0xff00, 146, 470};
+  const auto m = source_check_rule_message(netlink_op::add, s, 9);
+  fib_rule_hdr rule{};
+  nlmsghdr h{};
+  const auto as = attributes_of(m, rule, h);
+  EXPECT_EQ(h.nlmsg_len, m.size());
+  EXPECT_EQ(h.nlmsg_type, RTM_NEWRULE);
+  EXPECT_EQ(rule.family, AF_INET);
+  EXPECT_EQ(rule.action, FR_ACT_TO_TBL);
+  EXPECT_EQ(rule.table, RT_TABLE_MAIN);
+  EXPECT_EQ(value_of(as, FRA_FWMARK), 0x4600U);
+  EXPECT_EQ(value_of(as, FRA_FWMASK), 0xff00U);
+  EXPECT_EQ(value_of(as, FRA_TABLE), static_cast<std::uint32_t>(RT_TABLE_MAIN));
+  // Just before the capture rule, so the reverse lookup never reaches it.
+  EXPECT_EQ(value_of(as, FRA_PRIORITY), 469U);
+  // FRA_IFNAME "lo" with its NUL, padded to four bytes.
+  const std::string message(m.begin(), m.end());
+  EXPECT_NE(message.find(std::string{"lo\0", 3}), std::string::npos);
+  const auto del = source_check_rule_message(netlink_op::remove, s, 10);
+  std::memcpy(&h, del.data(), sizeof h);
+  EXPECT_EQ(h.nlmsg_type, RTM_DELRULE);
+}
+
 TEST(tproxy_routing, route_message_is_local_default_via_loopback_in_the_table) {
   const routing_settings s{0x46, 0xff, 1000, 460};  // a table above 255 goes in RTA_TABLE only
   const auto m = route_message(netlink_op::add, ip_family::v6, s, 1, 3);

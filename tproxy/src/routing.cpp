@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace gate46::tproxy {
@@ -41,6 +42,14 @@ class request {
     append(&a, sizeof a);
     append(&value, sizeof value);
   }
+  void string_attribute(std::uint16_t type, std::string_view value) {
+    rtattr a{};
+    a.rta_type = type;
+    a.rta_len = static_cast<std::uint16_t>(RTA_LENGTH(value.size() + 1));
+    append_unpadded(&a, sizeof a);
+    append_unpadded(value.data(), value.size());
+    append("", 1);  // the NUL, then the padding
+  }
   std::vector<std::uint8_t> done() {
     const auto length = static_cast<std::uint32_t>(bytes_.size());
     std::memcpy(bytes_.data() + offsetof(nlmsghdr, nlmsg_len), &length, sizeof length);
@@ -49,9 +58,12 @@ class request {
 
  private:
   void append(const void* data, std::size_t size) {
+    append_unpadded(data, size);
+    bytes_.resize(align(bytes_.size()), 0);
+  }
+  void append_unpadded(const void* data, std::size_t size) {
     const auto* p = static_cast<const std::uint8_t*>(data);
     bytes_.insert(bytes_.end(), p, p + size);
-    bytes_.resize(align(bytes_.size()), 0);
   }
   std::vector<std::uint8_t> bytes_;
 };
@@ -139,6 +151,21 @@ std::vector<std::uint8_t> rule_message(netlink_op op, ip_family family, const ro
   return r.done();
 }
 
+std::vector<std::uint8_t> source_check_rule_message(netlink_op op, const routing_settings& s, std::uint32_t seq) {
+  request r{static_cast<std::uint16_t>(op == netlink_op::add ? RTM_NEWRULE : RTM_DELRULE), flags_for(op), seq};
+  fib_rule_hdr rule{};
+  rule.family = AF_INET;
+  rule.table = RT_TABLE_MAIN;
+  rule.action = FR_ACT_TO_TBL;
+  r.fixed(rule);
+  r.u32_attribute(FRA_PRIORITY, s.priority - 1);
+  r.string_attribute(FRA_IFNAME, "lo");
+  r.u32_attribute(FRA_FWMARK, s.mark);
+  r.u32_attribute(FRA_FWMASK, s.mask);
+  r.u32_attribute(FRA_TABLE, RT_TABLE_MAIN);
+  return r.done();
+}
+
 std::vector<std::uint8_t> route_message(netlink_op op, ip_family family, const routing_settings& s,
                                         std::uint32_t loopback_index, std::uint32_t seq) {
   request r{static_cast<std::uint16_t>(op == netlink_op::add ? RTM_NEWROUTE : RTM_DELROUTE), flags_for(op), seq};
@@ -163,12 +190,16 @@ void add_policy_routing(const routing_settings& s) {
           describe("route add local default dev lo", family, s));
     check(exchange(nl.fd(), rule_message(netlink_op::add, family, s, seq++)), EEXIST, describe("rule add", family, s));
   }
+  check(exchange(nl.fd(), source_check_rule_message(netlink_op::add, s, seq++)), EEXIST,
+        describe("rule add iif lo", ip_family::v4, s));
 }
 
 void remove_policy_routing(const routing_settings& s) {
   const netlink_socket nl;
   const auto lo = if_nametoindex("lo");
   std::uint32_t seq = 1;
+  check(exchange(nl.fd(), source_check_rule_message(netlink_op::remove, s, seq++)), ENOENT,
+        describe("rule del iif lo", ip_family::v4, s));
   for (const auto family : {ip_family::v4, ip_family::v6}) {
     check(exchange(nl.fd(), rule_message(netlink_op::remove, family, s, seq++)), ENOENT,
           describe("rule del", family, s));
