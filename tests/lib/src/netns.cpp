@@ -43,6 +43,17 @@ void remove_namespace(const std::string& name) noexcept {
   std::filesystem::remove_all(std::filesystem::path{etc_netns_dir} / name, ignored);
 }
 
+// Kills what still runs in namespace `name`: processes a test's own process objects did not own
+// (a server's forked children, such as socat's per-peer ones) would otherwise outlive the
+// namespace. Found by the namespace they run in, never by name.
+void kill_processes_in(const std::string& name) {
+  const auto pids = run_command({"ip", "netns", "pids", name});
+  std::istringstream listed{pids.out};
+  for (pid_t pid = 0; listed >> pid;) {
+    ::kill(pid, SIGKILL);
+  }
+}
+
 // Namespaces named after a test process that no longer exists: that binary crashed or was
 // killed before its destructors ran. Their names cannot collide with ours (the PID differs
 // while we live), but they would pile up.
@@ -60,12 +71,8 @@ void remove_stale_namespaces() {
     const auto owner = static_cast<pid_t>(std::stol(digits));
     if (owner != ::getpid() && ::kill(owner, 0) != 0 && errno == ESRCH) {
       // Its processes outlived it: a gate46d that dropped root lost PR_SET_PDEATHSIG with its
-      // uid (prctl(2)). They are found by the namespace they run in, never by name.
-      const auto pids = run_command({"ip", "netns", "pids", name});
-      std::istringstream listed{pids.out};
-      for (pid_t pid = 0; listed >> pid;) {
-        ::kill(pid, SIGKILL);
-      }
+      // uid (prctl(2)).
+      kill_processes_in(name);
       remove_namespace(name);
     }
   }
@@ -115,6 +122,8 @@ netns::netns(std::string_view role) {
 }
 
 netns::~netns() {
+  // The fixture's own processes have stopped by now (they are declared after their namespaces).
+  kill_processes_in(name_);
   remove_namespace(name_);
 }
 
