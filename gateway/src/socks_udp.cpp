@@ -25,7 +25,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "destination.hpp"
 #include "gate46/common/asio_address.hpp"
 #include "gate46/gateway/connector.hpp"
 #include "gate46/gateway/socks_commands.hpp"
@@ -183,57 +182,30 @@ class udp_association final : public relay_flow, public std::enable_shared_from_
     up_.fetch_add(payload.size(), std::memory_order_relaxed);
   }
 
-  // Where a destination goes after every check (the CONNECT checks: deny list, the box itself,
-  // a fake address stands for its name), or nothing (counted).
+  // Where a destination goes after CONNECT's checks (resolve_target: deny list, the box itself, a
+  // fake address stands for its name), or nothing (counted).
   asio::awaitable<std::optional<udp_route>> route_for(const socks5::target& destination) {
     auto& st = *s_.st;
     const auto now = steady::now();
     if (auto cached = cache_.find(destination, now)) {
       co_return cached;
     }
-    udp_route route;
-    std::optional<dns_name> name;
-    if (const auto* address = std::get_if<ip_address>(&destination.host)) {
-      switch (st.destinations.check(*address)) {
-        case destination_verdict::denied:
-          count(st.udp_denied);
-          co_return std::nullopt;
-        case destination_verdict::fake_pool: {
-          const auto m = st.store.find(*address);
-          if (!m) {
-            count(st.udp_denied);
-            co_return std::nullopt;
-          }
-          // Held while the association keeps using it: renewed each time the route is.
-          st.store.hold(*address, s_.settings->hold_ttl);
-          route.fake = *address;
-          name = m->name;
-          break;
-        }
-        case destination_verdict::allowed:
-          if (is_own_address(*address)) {
-            count(st.udp_denied);
-            co_return std::nullopt;
-          }
-          route.real = endpoint{*address, destination.port};
-          break;
+    const auto target = co_await resolve_target(s_.st, destination);
+    const auto address = pick_udp_target(target.v6, target.v4, s_.settings->connect.prefer);
+    if (target.failure || !address) {
+      const bool denied = target.failure == socks5::reply_code::not_allowed;
+      count(denied ? st.udp_denied : st.udp_unresolved);
+      if (st.udp_log.allow()) {
+        logger("socks")->info("{}: UDP to {} dropped: {}", s_.peer.to_string(), destination.to_string(),
+                              denied ? "not allowed" : "does not resolve");
       }
-    } else {
-      name = std::get<dns_name>(destination.host);
+      co_return std::nullopt;
     }
-    if (name) {
-      const auto found = co_await resolve_destination(st.resolver, st.destinations, *name);
-      const auto address = pick_udp_target(found.v6, found.v4, s_.settings->connect.prefer);
-      if (!address) {
-        count(found.had_addresses ? st.udp_denied : st.udp_unresolved);
-        if (st.udp_log.allow()) {
-          logger("socks")->info("{}: UDP to {} dropped: {}", s_.peer.to_string(), destination.to_string(),
-                                found.had_addresses ? "every address is refused" : "does not resolve");
-        }
-        co_return std::nullopt;
-      }
-      route.real = endpoint{*address, destination.port};
+    if (target.fake) {
+      // Held while the association keeps using it: renewed each time the route is.
+      st.store.hold(*target.fake, s_.settings->hold_ttl);
     }
+    const udp_route route{endpoint{*address, destination.port}, target.fake};
     cache_.store(destination, route, now);
     co_return route;
   }

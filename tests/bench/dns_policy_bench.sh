@@ -68,52 +68,8 @@ PIDS=()
 WORK=
 CHECKS_FAILED=0
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-  log "FAILED: $*"
-  exit 1
-}
-
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || {
-    wait "$pid" 2>/dev/null || true
-    return 0
-  }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM for 5 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? pid ns
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  for ns in "${NAMESPACES[@]}"; do
-    ip netns del "$ns" 2>/dev/null || true
-    rm -rf "/etc/netns/$ns"
-  done
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ $KEEP == 1 || $rc -ne 0 ]]; then
-      log "work directory kept: $WORK"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=tests/bench/lib/common.sh
+source "$HERE/lib/common.sh"
 
 # ---- preconditions ----------------------------------------------------------------------------
 [[ $(id -u) == 0 ]] || die "run as root (network namespaces)"
@@ -250,8 +206,7 @@ log "knotd up (pid $KNOT_PID)"
 # A private store, pool key and control socket (like tests/lib's private_state_sections).
 write_gate46_config() {
   local dir=$1
-  mkdir -p "$dir"
-  printf '0123456789abcdef' >"$dir/pool.key"
+  make_state_dir "$dir"
   cat >"$dir/gate46.toml" <<EOF
 [daemon]
 threads = 1

@@ -425,6 +425,8 @@ class udp_relay : public ::testing::Test {
     return a && cidr::parse(range)->contains(*a);
   }
 
+  void expect_two_of_five_flows_refused(const std::string& gateway_keys, const std::string& refused_by);
+
   command_result run_flows(const std::string& fake, int port, int flows, int rounds) {
     return run_flows(*client4_, fake, port, flows, rounds);
   }
@@ -549,35 +551,34 @@ TEST_F(udp_relay, past_udp_sessions_per_client_new_sessions_are_dropped_until_on
   EXPECT_EQ(counters.at("udp_sessions"), 3U) << stop_log_;
 }
 
-TEST_F(udp_relay, past_udp_sessions_max_new_sessions_are_dropped_and_counted) {
+// Five flows where `gateway_keys` allow three sessions: two flows never get a reply, and the
+// refusals are counted in `refused_by` only.
+void udp_relay::expect_two_of_five_flows_refused(const std::string& gateway_keys, const std::string& refused_by) {
   ASSERT_NO_FATAL_FAILURE(start_python_echo());
-  ASSERT_NO_FATAL_FAILURE(start_gate46({"udp_sessions_max = 3\n"}));
+  ASSERT_NO_FATAL_FAILURE(start_gate46({gateway_keys}));
   const auto fake = fake_a("echo6.gate46.test");
   ASSERT_TRUE(in(fake, "198.18.0.0/15")) << fake;
-  // Five flows, at most three sessions: two flows never get a reply.
   const auto r = run_flows(fake, python_echo_port, 5, 1);
   EXPECT_FALSE(r.ok()) << r.out;
   EXPECT_NE(r.out.find("2 flows incomplete"), std::string::npos) << r.out;
   const auto counters = stop_gate46();
   EXPECT_EQ(counters.at("udp_sessions"), 3U) << stop_log_;
-  EXPECT_GE(counters.at("udp_refused_max"), 2U) << stop_log_;
-  EXPECT_EQ(counters.at("udp_refused_per_client"), 0U) << stop_log_;
+  for (const char* refusal : {"udp_refused_max", "udp_refused_max_flows", "udp_refused_per_client"}) {
+    if (refusal == refused_by) {
+      EXPECT_GE(counters.at(refusal), 2U) << stop_log_;
+    } else {
+      EXPECT_EQ(counters.at(refusal), 0U) << refusal << "\n" << stop_log_;
+    }
+  }
+}
+
+TEST_F(udp_relay, past_udp_sessions_max_new_sessions_are_dropped_and_counted) {
+  expect_two_of_five_flows_refused("udp_sessions_max = 3\n", "udp_refused_max");
 }
 
 // A session holds two descriptors as a TCP flow does: it takes a place in gateway.max_flows.
 TEST_F(udp_relay, past_max_flows_new_sessions_are_dropped_and_counted) {
-  ASSERT_NO_FATAL_FAILURE(start_python_echo());
-  ASSERT_NO_FATAL_FAILURE(start_gate46({"max_flows = 3\n"}));
-  const auto fake = fake_a("echo6.gate46.test");
-  ASSERT_TRUE(in(fake, "198.18.0.0/15")) << fake;
-  const auto r = run_flows(fake, python_echo_port, 5, 1);
-  EXPECT_FALSE(r.ok()) << r.out;
-  EXPECT_NE(r.out.find("2 flows incomplete"), std::string::npos) << r.out;
-  const auto counters = stop_gate46();
-  EXPECT_EQ(counters.at("udp_sessions"), 3U) << stop_log_;
-  EXPECT_GE(counters.at("udp_refused_max_flows"), 2U) << stop_log_;
-  EXPECT_EQ(counters.at("udp_refused_max"), 0U) << stop_log_;
-  EXPECT_EQ(counters.at("udp_refused_per_client"), 0U) << stop_log_;
+  expect_two_of_five_flows_refused("max_flows = 3\n", "udp_refused_max_flows");
 }
 
 TEST_F(udp_relay, an_ipv6_only_client_reaches_an_ipv4_only_udp_server_through_a_fake_aaaa) {
